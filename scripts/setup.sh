@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One-step setup: installs every dependency (Debian packages and the Python packages the interop
+# tests use), then configures and builds optiq with warnings as errors.
+#   bash scripts/setup.sh            # build into ./build
+#   BUILD_DIR=out bash scripts/setup.sh
+# Downloads are cached outside the clone: apt's and pip's own caches, and $OPTIQ_CACHE
+# (default ~/.cache/optiq) for models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+apt_packages=(
+    build-essential g++ clang cmake ninja-build pkg-config
+    libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev libcli11-dev libfaiss-dev
+    python3 python3-pip
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python packages for tests/interop (real MLX on Linux CPU). pip keeps its wheel cache in ~/.cache/pip.
+py_packages=("mlx[cpu]" numpy)
+if ! python3 -c "import mlx.core, numpy" 2>/dev/null; then
+    echo "setup: installing Python packages: ${py_packages[*]}" >&2
+    python3 -m pip install -q "${py_packages[@]}" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "${py_packages[@]}"
+fi
+
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPTIQ_WERROR=ON
+cmake --build "$BUILD_DIR" -j "$(nproc)"
