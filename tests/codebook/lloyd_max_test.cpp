@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <functional>
@@ -270,6 +271,31 @@ TEST(LloydMax, GroupIsTheWholeVectorWithoutSideData) {
     EXPECT_EQ(cb.group_size(96), 96u);
     EXPECT_EQ(cb.fit(std::span<const float>()).size(), 0u);
     EXPECT_EQ(cb.bits(), 3);
+}
+
+// encode() uses a grid over the boundaries instead of a binary search; it must give exactly
+// lower_bound's answer, also right at, just below and just above every boundary and far outside.
+TEST(LloydMax, GridEncodeEqualsLowerBoundEverywhere) {
+    optiq::Rng rng(11);
+    auto check = [&](const auto& cb, double spread) {
+        const auto b = cb.boundaries();
+        auto reference = [&](float x) {
+            return static_cast<std::uint32_t>(std::lower_bound(b.begin(), b.end(), static_cast<double>(x)) - b.begin());
+        };
+        std::vector<float> xs{0.0f, -0.0f, 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity()};
+        for (const double t : b) {
+            const float f = static_cast<float>(t);
+            xs.insert(xs.end(), {f, std::nextafter(f, 1e30f), std::nextafter(f, -1e30f)});
+        }
+        for (int i = 0; i < 20000; ++i) xs.push_back(static_cast<float>(spread * rng.normal()));
+        for (const float x : xs) ASSERT_EQ(cb.encode(x), reference(x)) << "bits " << cb.bits() << " x " << x;
+    };
+    for (int bits = 1; bits <= 8; ++bits) {
+        check(optiq::LloydMax(optiq::SphereCoordinateDensity(128), bits), 1.0 / std::sqrt(128.0));
+        check(optiq::LloydMax(optiq::GaussianDensity(1.0), bits), 1.0);
+        check(optiq::LloydMax(optiq::LaplaceDensity(0.01), bits), 0.02);
+    }
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -268,6 +269,7 @@ public:
         for (std::size_t i = 0; i < boundaries_.size(); ++i)
             boundaries_[i] = 0.5 * (static_cast<double>(centroids_[i]) + static_cast<double>(centroids_[i + 1]));
         mse_ = s * s * table->mse;
+        build_grid();
     }
 
     [[nodiscard]] int bits() const noexcept { return bits_; }
@@ -278,8 +280,22 @@ public:
 
     /// Index of the nearest centroid: the number of boundaries strictly below x.
     [[nodiscard]] std::uint32_t encode(float x, const side_type& = {}) const noexcept {
-        const auto it = std::lower_bound(boundaries_.begin(), boundaries_.end(), static_cast<double>(x));
-        return static_cast<std::uint32_t>(it - boundaries_.begin());
+        // Counting the boundaries below x, not std::lower_bound: a data-dependent binary search
+        // mispredicts about half its steps on random coordinates (~25 ns per code at 4 bits).
+        // Up to 2 bits a branch-free count is cheapest; above, a uniform grid over the
+        // boundaries' range gives the count up to one final compare, with no branch.
+        const double v = x;
+        const double* b = boundaries_.data();
+        const std::size_t n = boundaries_.size();
+        if (n <= kLinearMax || grid_start_.empty()) {
+            std::uint32_t c = 0;
+            for (std::size_t i = 0; i < n; ++i) c += b[i] < v ? 1u : 0u;
+            return c;
+        }
+        // Boundaries in cells before x's cell are below x and those after are above (cell_of is
+        // monotone); a cell holds at most one boundary, so one compare finishes the count.
+        const std::uint32_t c = grid_start_[cell_of(v)];
+        return c + (padded_[c] < v ? 1u : 0u);
     }
 
     [[nodiscard]] float decode(std::uint32_t code, const side_type& = {}) const {
@@ -296,8 +312,54 @@ public:
     [[nodiscard]] const D& density() const noexcept { return density_; }
 
 private:
+    // grid_start_[k] = number of boundaries whose cell is below k. cell_of is the same monotone
+    // function at build time and at encode time, so rounding cannot misplace a boundary; cells
+    // are refined until no two boundaries share one.
+    [[nodiscard]] std::size_t cell_of(double v) const noexcept {
+        const double t = (v - grid_lo_) * grid_inv_step_;
+        if (!(t > 0.0)) return 0;  // also NaN
+        const auto last = static_cast<double>(grid_start_.size() - 1);
+        return t >= last ? grid_start_.size() - 1 : static_cast<std::size_t>(t);
+    }
+
+    void build_grid() {
+        if (boundaries_.size() <= kLinearMax) return;
+        const double lo = boundaries_.front(), hi = boundaries_.back();
+        double gap = hi - lo;
+        for (std::size_t i = 1; i < boundaries_.size(); ++i) gap = std::min(gap, boundaries_[i] - boundaries_[i - 1]);
+        grid_lo_ = lo;
+        for (double per_gap = 2.0;; per_gap *= 2.0) {
+            const std::size_t cells = static_cast<std::size_t>((hi - lo) / gap * per_gap) + 2;
+            grid_inv_step_ = static_cast<double>(cells) / (hi - lo);
+            grid_start_.assign(cells + 1, 0);
+            bool distinct = true;
+            std::size_t prev_cell = std::numeric_limits<std::size_t>::max();
+            for (const double b : boundaries_) {
+                const std::size_t k = cell_of(b);
+                if (k == prev_cell) distinct = false;
+                prev_cell = k;
+            }
+            if (!distinct && cells < (std::size_t{1} << 20)) continue;
+            // grid_start_[k] = #boundaries with cell < k.
+            std::size_t j = 0;
+            for (std::size_t k = 0; k < grid_start_.size(); ++k) {
+                while (j < boundaries_.size() && cell_of(boundaries_[j]) < k) ++j;
+                grid_start_[k] = static_cast<std::uint32_t>(j);
+            }
+            if (!distinct) grid_start_.clear();  // give up on the grid: the linear count is exact
+            break;
+        }
+        padded_ = boundaries_;
+        padded_.push_back(std::numeric_limits<double>::infinity());
+    }
+
+    static constexpr std::size_t kLinearMax = 3;  // up to 2 bits a plain count is fastest
+
     D density_;
     int bits_;
+    double grid_lo_ = 0.0, grid_inv_step_ = 0.0;
+    std::vector<std::uint32_t> grid_start_;
+    std::vector<double> padded_;  ///< boundaries_ followed by +inf
     std::vector<float> centroids_;
     std::vector<double> boundaries_;
     double mse_ = 0.0;
