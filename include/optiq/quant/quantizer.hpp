@@ -165,7 +165,7 @@ private:
             const float inv = norm > 0.0f ? 1.0f / norm : 0.0f;
             for (std::size_t i = 0; i < dim_; ++i) y[i] = x[i] * inv;
             precond_.forward(y, y);
-            side[s++] = round_side(norm, side_type_);
+            side[s++] = checked_side(norm, "norm");
         } else {
             precond_.forward(x, y);
         }
@@ -173,9 +173,19 @@ private:
             const auto group = std::span<const float>(y.data() + g0, group_);
             const auto gs = codebook_.fit(group);
             for (std::size_t i = 0; i < group_; ++i) codes[g0 + i] = static_cast<std::uint8_t>(codebook_.encode(group[i], gs));
-            for (float v : gs) side[s++] = round_side(v, side_type_);
+            for (float v : gs) side[s++] = checked_side(v, "group scale/bias");
         }
         packer_.pack(codes, words);
+    }
+
+    /// Rounds a side value to its storage type; a value that overflows it (a norm above 65504
+    /// in f16) is an error, not a silent inf.
+    [[nodiscard]] float checked_side(float v, const char* what) const {
+        const float r = round_side(v, side_type_);
+        if (!std::isfinite(r))
+            detail::fail<value_error>("Quantizer::encode: ", what, " ", v, " overflows the ",
+                                      side_type_ == SideType::f16 ? "f16" : "bf16", " side storage; use SideType::f32");
+        return r;
     }
 
     void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,

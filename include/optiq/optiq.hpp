@@ -1,0 +1,37 @@
+#pragma once
+// optiq umbrella header: the whole public library. Include single headers instead to keep
+// compile times down; each one is self-contained.
+
+// core
+#include "optiq/core/error.hpp"
+#include "optiq/core/half.hpp"
+#include "optiq/core/progress.hpp"
+#include "optiq/core/rng.hpp"
+
+// policy slots
+#include "optiq/codebook/affine.hpp"
+#include "optiq/codebook/concepts.hpp"
+#include "optiq/codebook/densities.hpp"
+#include "optiq/codebook/lloyd_max.hpp"
+#include "optiq/codebook/sign.hpp"
+#include "optiq/pack/aligned.hpp"
+#include "optiq/pack/concepts.hpp"
+#include "optiq/pack/mlx_stream.hpp"
+#include "optiq/precondition/concepts.hpp"
+#include "optiq/precondition/haar.hpp"
+#include "optiq/precondition/hadamard.hpp"
+#include "optiq/precondition/identity.hpp"
+
+// quantizers and the method zoo
+#include "optiq/quant/any_quantizer.hpp"
+#include "optiq/quant/concepts.hpp"
+#include "optiq/quant/encoded.hpp"
+#include "optiq/quant/evaluate.hpp"
+#include "optiq/quant/factory.hpp"
+#include "optiq/quant/methods/kivi.hpp"
+#include "optiq/quant/methods/mlx_affine.hpp"
+#include "optiq/quant/methods/polar.hpp"
+#include "optiq/quant/methods/qjl.hpp"
+#include "optiq/quant/methods/rvq.hpp"
+#include "optiq/quant/methods/turboquant.hpp"
+#include "optiq/quant/quantizer.hpp"
