@@ -42,6 +42,9 @@ TEST(Factory, BuildsTheNamedTypes) {
     const auto lb = p.target<optiq::PolarQuant<>>()->level_bits();
     EXPECT_EQ(std::vector<int>(lb.begin(), lb.end()), (std::vector<int>{3, 3}));
     EXPECT_EQ(optiq::make_quantizer("tq_mse:2", 64, 1).spec(), "tq_mse:2");
+    const auto p2 = optiq::make_quantizer("polar:4/2/2/2", 64, 1);
+    const auto lb2 = p2.target<optiq::PolarQuant<>>()->level_bits();
+    EXPECT_EQ(std::vector<int>(lb2.begin(), lb2.end()), (std::vector<int>{4, 2, 2, 2}));
 }
 
 TEST(Factory, SameSpecAndSeedGiveTheSameCodes) {

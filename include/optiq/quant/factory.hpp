@@ -8,6 +8,7 @@
 //   qjl[:B]    [:mM]                                QJL, M = B*d sketch rows (default B = 1)
 //   rvq:B      [:haar|:hadamard]                    two-stage residual VQ, B bits per stage
 //   polar:B | polar:b1,b2,..  [:lL]                 PolarQuant, L levels (default 4) at B bits or per-level bits
+//                                                   (also b1/b2/.. where commas separate list items, as on a CLI)
 //   kivi:B     [:gG] [:rR] [:keys|:values]          KIVI (default per-channel keys, G = 32, R = 0)
 //   affine:B   [:gG]                                MLX affine, group G (default 64)
 // Every spec also accepts :f32 / :f16 / :bf16 for the storage type of side data (default f16).
@@ -73,7 +74,7 @@ struct ParsedSpec {
         std::string_view b = fields[1];
         std::size_t s = 0;
         while (true) {
-            const auto comma = b.find(',', s);
+            const auto comma = b.find_first_of(",/", s);
             p.bits.push_back(parse_int_field(b.substr(s, comma == std::string_view::npos ? std::string_view::npos : comma - s),
                                              p.spec, "bits"));
             if (comma == std::string_view::npos) break;
