@@ -1,3 +1,4 @@
+#include "optiq/quant/evaluate.hpp"
 #include "optiq/quant/methods/rvq.hpp"
 
 #include <gtest/gtest.h>
@@ -31,18 +32,7 @@ static_assert(optiq::VectorQuantizer<RVQ<>>);
 static_assert(optiq::VectorQuantizer<RVQ<optiq::HaarRotation, optiq::GaussianDensity>>);
 
 std::vector<float> unit_vectors(std::size_t n, std::size_t d, std::uint64_t seed) {
-    optiq::Rng rng(seed);
-    std::vector<float> x(n * d);
-    std::vector<double> g(d);
-    for (std::size_t i = 0; i < n; ++i) {
-        double ss = 0.0;
-        for (auto& v : g) {
-            v = rng.normal();
-            ss += v * v;
-        }
-        for (std::size_t j = 0; j < d; ++j) x[i * d + j] = static_cast<float>(g[j] / std::sqrt(ss));
-    }
-    return x;
+    return optiq::random_unit_vectors(n, d, seed);
 }
 
 double dot(std::span<const float> a, std::span<const float> b) {

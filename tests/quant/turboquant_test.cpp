@@ -1,3 +1,4 @@
+#include "optiq/quant/evaluate.hpp"
 #include "optiq/quant/methods/turboquant.hpp"
 
 #include <gtest/gtest.h>
@@ -29,21 +30,8 @@ constexpr std::size_t kDim = 128;
 // reference-spec "Numbers to reproduce" 2: exact-Beta D_mse at d = 128, b = 1..4.
 constexpr double kDmse128[5] = {1.0, 0.36089, 0.11600, 0.033966, 0.009315};  // [0]: no bits, D = ‖x‖² = 1
 
-// n points uniform on S^{d-1}: Rng normals, normalised (row-major).
 std::vector<float> unit_vectors(std::size_t n, std::size_t d, std::uint64_t seed) {
-    optiq::Rng rng(seed);
-    std::vector<float> x(n * d);
-    std::vector<double> g(d);
-    for (std::size_t i = 0; i < n; ++i) {
-        double ss = 0.0;
-        for (auto& v : g) {
-            v = rng.normal();
-            ss += v * v;
-        }
-        const double inv = 1.0 / std::sqrt(ss);
-        for (std::size_t j = 0; j < d; ++j) x[i * d + j] = static_cast<float>(g[j] * inv);
-    }
-    return x;
+    return optiq::random_unit_vectors(n, d, seed);
 }
 
 const std::vector<float>& shared_unit_vectors() {

@@ -75,21 +75,6 @@ inline void aligned_unpack(std::span<const std::uint32_t> words, std::span<std::
     }
 }
 
-template <class F>
-inline void aligned_with_bits(int bits, F&& f) {
-    switch (bits) {
-        case 1: f(std::integral_constant<int, 1>{}); break;
-        case 2: f(std::integral_constant<int, 2>{}); break;
-        case 3: f(std::integral_constant<int, 3>{}); break;
-        case 4: f(std::integral_constant<int, 4>{}); break;
-        case 5: f(std::integral_constant<int, 5>{}); break;
-        case 6: f(std::integral_constant<int, 6>{}); break;
-        case 7: f(std::integral_constant<int, 7>{}); break;
-        case 8: f(std::integral_constant<int, 8>{}); break;
-        default: fail<config_error>("Aligned: bits = ", bits, " is not in 1..8");
-    }
-}
-
 }  // namespace detail
 
 /// floor(32/b) codes per word. Aligned<3> fixes b at compile time; Aligned<> takes it at run time.
@@ -128,7 +113,7 @@ public:
         if constexpr (Bits != dynamic_bits) {
             detail::aligned_pack<Bits>(codes, words);
         } else {
-            detail::aligned_with_bits(bits_, [&](auto b) { detail::aligned_pack<decltype(b)::value>(codes, words); });
+            detail::with_bits(bits_, "Aligned", [&](auto b) { detail::aligned_pack<decltype(b)::value>(codes, words); });
         }
     }
 
@@ -140,7 +125,7 @@ public:
         if constexpr (Bits != dynamic_bits) {
             detail::aligned_unpack<Bits>(words, out);
         } else {
-            detail::aligned_with_bits(bits_, [&](auto b) { detail::aligned_unpack<decltype(b)::value>(words, out); });
+            detail::with_bits(bits_, "Aligned", [&](auto b) { detail::aligned_unpack<decltype(b)::value>(words, out); });
         }
     }
 

@@ -203,22 +203,6 @@ inline void stream_unpack(std::span<const std::uint32_t> words, std::span<std::u
     }
 }
 
-/// Calls f(std::integral_constant<int, b>) for a run-time b in 1..8: one dispatch per call.
-template <class F>
-inline void stream_with_bits(int bits, F&& f) {
-    switch (bits) {
-        case 1: f(std::integral_constant<int, 1>{}); break;
-        case 2: f(std::integral_constant<int, 2>{}); break;
-        case 3: f(std::integral_constant<int, 3>{}); break;
-        case 4: f(std::integral_constant<int, 4>{}); break;
-        case 5: f(std::integral_constant<int, 5>{}); break;
-        case 6: f(std::integral_constant<int, 6>{}); break;
-        case 7: f(std::integral_constant<int, 7>{}); break;
-        case 8: f(std::integral_constant<int, 8>{}); break;
-        default: fail<config_error>("bits = ", bits, " is not in 1..8");
-    }
-}
-
 }  // namespace detail
 
 /// MLX's continuous LSB-first stream. MlxStream<4> fixes b at compile time; MlxStream<> (or
@@ -254,7 +238,7 @@ public:
         if constexpr (Bits != dynamic_bits) {
             detail::stream_pack<Bits>(codes, words);
         } else {
-            detail::stream_with_bits(bits_, [&](auto b) { detail::stream_pack<decltype(b)::value>(codes, words); });
+            detail::with_bits(bits_, "MlxStream", [&](auto b) { detail::stream_pack<decltype(b)::value>(codes, words); });
         }
     }
 
@@ -266,7 +250,7 @@ public:
         if constexpr (Bits != dynamic_bits) {
             detail::stream_unpack<Bits>(words, out);
         } else {
-            detail::stream_with_bits(bits_, [&](auto b) { detail::stream_unpack<decltype(b)::value>(words, out); });
+            detail::with_bits(bits_, "MlxStream", [&](auto b) { detail::stream_unpack<decltype(b)::value>(words, out); });
         }
     }
 
