@@ -1,0 +1,127 @@
+#pragma once
+// Full-precision KV storage: f32, f16 or bf16 (bits 0 in kv_config.json). f32 records hold the
+// float bit patterns, one per word; f16/bf16 records hold two values per word, the even
+// coordinate in the low half. Scores and value sums use the reference order of kv/attention.hpp
+// (one running sum, coordinates in order), so an f32 cache attends exactly like the naive loop.
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "optiq/core/error.hpp"
+#include "optiq/core/half.hpp"
+#include "optiq/kv/concepts.hpp"
+#include "optiq/kv/policies/policy.hpp"
+#include "optiq/quant/encoded.hpp"
+
+namespace optiq::kv {
+
+template <SideType T>
+class FullPrecisionCodec {
+public:
+    static constexpr bool plain_value_space = true;
+    static constexpr SideType storage = T;
+
+    struct scratch_type {
+        std::vector<float> v;  ///< a widened 16-bit record
+    };
+    struct query_state {
+        std::vector<float> q;
+    };
+
+    explicit FullPrecisionCodec(std::size_t dim) : dim_(dim) {
+        if (dim == 0) optiq::detail::fail<shape_error>("kv::FullPrecisionCodec: dimension is 0");
+    }
+
+    [[nodiscard]] std::size_t dim() const noexcept { return dim_; }
+    [[nodiscard]] int bits() const noexcept { return 0; }
+    [[nodiscard]] std::string name() const { return T == SideType::f32 ? "f32" : T == SideType::f16 ? "f16" : "bf16"; }
+    [[nodiscard]] std::size_t words_per_token() const noexcept { return T == SideType::f32 ? dim_ : (dim_ + 1) / 2; }
+    [[nodiscard]] std::size_t side_per_token() const noexcept { return 0; }
+    [[nodiscard]] std::size_t accumulator_size() const noexcept { return dim_; }
+    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{std::vector<float>(dim_)}; }
+
+    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> /*side*/,
+                scratch_type& /*scratch*/) const noexcept {
+        if constexpr (T == SideType::f32) {
+            for (std::size_t i = 0; i < dim_; ++i) words[i] = std::bit_cast<std::uint32_t>(x[i]);
+        } else {
+            for (std::size_t w = 0; w < words.size(); ++w) words[w] = 0u;
+            for (std::size_t i = 0; i < dim_; ++i)
+                words[i / 2] |= static_cast<std::uint32_t>(to_bits(x[i])) << (16 * (i % 2));
+        }
+    }
+
+    void decode(std::span<const std::uint32_t> words, std::span<const float> /*side*/,
+                std::span<float> out) const noexcept {
+        for (std::size_t i = 0; i < dim_; ++i) out[i] = load(words.data(), i);
+    }
+
+    void prepare_query(std::span<const float> q, query_state& st, scratch_type& /*scratch*/) const {
+        st.q.assign(q.begin(), q.end());
+    }
+
+    void score(std::span<const query_state> states, std::span<const std::uint32_t> words,
+               std::span<const float> /*side*/, scratch_type& scratch, float* out, std::size_t stride) const noexcept {
+        const float* k = widen(words.data(), scratch);
+        for (std::size_t s = 0; s < states.size(); ++s) {
+            const float* q = states[s].q.data();
+            float acc = 0.0f;
+            for (std::size_t i = 0; i < dim_; ++i) acc += q[i] * k[i];
+            out[s * stride] = acc;
+        }
+    }
+
+    void accumulate(std::span<const std::uint32_t> words, std::span<const float> /*side*/, scratch_type& scratch,
+                    const float* weights, std::size_t stride, float* accs, std::size_t n) const noexcept {
+        const float* v = widen(words.data(), scratch);
+        for (std::size_t s = 0; s < n; ++s) {
+            const float w = weights[s * stride];
+            float* acc = accs + s * dim_;
+            for (std::size_t i = 0; i < dim_; ++i) acc[i] += w * v[i];
+        }
+    }
+
+    void finish(std::span<const float> acc, std::span<float> out, scratch_type& /*scratch*/) const noexcept {
+        for (std::size_t i = 0; i < dim_; ++i) out[i] = acc[i];
+    }
+
+private:
+    [[nodiscard]] static std::uint16_t to_bits(float v) noexcept {
+        return T == SideType::bf16 ? float_to_bf16_bits(v) : float_to_f16_bits(v);
+    }
+    [[nodiscard]] static float load(const std::uint32_t* w, std::size_t i) noexcept {
+        if constexpr (T == SideType::f32) {
+            return std::bit_cast<float>(w[i]);
+        } else {
+            const auto h = static_cast<std::uint16_t>(w[i / 2] >> (16 * (i % 2)));
+            return T == SideType::bf16 ? bf16_bits_to_float(h) : f16_bits_to_float(h);
+        }
+    }
+    /// The record widened to floats in scratch (once per record, shared by all queries of a GQA group).
+    [[nodiscard]] const float* widen(const std::uint32_t* w, scratch_type& scratch) const noexcept {
+        for (std::size_t i = 0; i < dim_; ++i) scratch.v[i] = load(w, i);
+        return scratch.v.data();
+    }
+
+    std::size_t dim_;
+};
+
+using F32Codec = FullPrecisionCodec<SideType::f32>;
+using F16Codec = FullPrecisionCodec<SideType::f16>;
+using BF16Codec = FullPrecisionCodec<SideType::bf16>;
+
+static_assert(KVCodec<F32Codec> && KVCodec<F16Codec> && KVCodec<BF16Codec>);
+
+template <SideType T>
+using FullPrecisionPolicy = Policy<FullPrecisionCodec<T>, FullPrecisionCodec<T>>;
+
+/// Keys and values stored unquantized at T (f32, f16 or bf16).
+template <SideType T = SideType::f16>
+[[nodiscard]] FullPrecisionPolicy<T> full_precision_policy(std::size_t dim) {
+    return FullPrecisionPolicy<T>(FullPrecisionCodec<T>(dim), FullPrecisionCodec<T>(dim), 0);
+}
+
+}  // namespace optiq::kv

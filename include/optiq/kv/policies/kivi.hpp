@@ -1,0 +1,228 @@
+#pragma once
+// KIVI (arXiv 2402.02750; quant/methods/kivi.hpp) in the cache.
+//
+// KiviKeyCodec ("kivi_keys:b:gG"): keys per channel — each block of G consecutive tokens (blocks
+// start at positions 0, G, 2G, ...) shares one f16 {scale, zero} per channel, because key outliers
+// sit in fixed channels (Sec. 3.2). It is a KVBlockKeyCodec: tokens wait in the recent window
+// until a whole block leaves it, then the block is quantized at once. The block's 2d side values
+// ({scale, zero} interleaved per channel, the core's layout) are spread over its G records, 2d/G
+// floats each, so storage is exactly the core's. A query is turned, once per block, into
+// qscale_c = q_c s_c and offset = Σ_c q_c z_c; each key is then Σ_c qscale_c code_c + offset.
+// KiviValueCodec ("kivi_values:b:gG"): values per token, each group of G channels with its own
+// f16 {scale, zero}; score Σ_g (s_g Σ_{i∈g} q_i c_i + z_g Σ_{i∈g} q_i) with the group sums of q
+// computed once per query; values accumulate c_i s_g + z_g in the model's space.
+// KIVI's residual (the newest R tokens in full precision) is the policy's recent window.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "optiq/kv/concepts.hpp"
+#include "optiq/kv/policies/batch_io.hpp"
+#include "optiq/kv/policies/policy.hpp"
+#include "optiq/pack/mlx_stream.hpp"
+#include "optiq/quant/methods/kivi.hpp"
+
+namespace optiq::kv {
+
+class KiviKeyCodec {
+public:
+    using quantizer_type = KiviKeys;
+
+    struct scratch_type {
+        std::vector<std::uint8_t> codes;
+        std::vector<float> qscale;  ///< per query state: q_c * scale_c
+        std::vector<float> offset;  ///< per query state: Σ q_c * zero_c
+    };
+    struct query_state {
+        std::vector<float> q;
+    };
+
+    /// dim channels, bits 1..8, blocks of group_size tokens (2 dim must be a multiple of it).
+    KiviKeyCodec(std::size_t dim, int bits, std::size_t group_size)
+        : q_(dim, bits, group_size, 0, SideType::f16), packer_(bits) {
+        if ((2 * dim) % group_size != 0)
+            optiq::detail::fail<config_error>("kv::KiviKeyCodec: the ", 2 * dim, " per-channel side values of a block ",
+                                              "cannot be spread evenly over ", group_size, " tokens");
+    }
+
+    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
+    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
+    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
+    [[nodiscard]] std::string name() const { return q_.name(); }
+    [[nodiscard]] std::size_t block_tokens() const noexcept { return q_.group_size(); }
+    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
+    [[nodiscard]] std::size_t side_per_token() const noexcept { return 2 * q_.dim() / q_.group_size(); }
+    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{std::vector<std::uint8_t>(dim()), {}, {}}; }
+
+    void encode_block(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                      scratch_type&) const {
+        const EncodedBatch b = q_.encode(x);
+        if (b.words.size() != words.size() || b.shared.size() != side.size())
+            optiq::detail::fail<shape_error>("kv::KiviKeyCodec: block of ", b.count, " tokens encoded to ",
+                                             b.words.size(), " words and ", b.shared.size(),
+                                             " shared values; the records hold ", words.size(), " and ", side.size());
+        std::copy(b.words.begin(), b.words.end(), words.begin());
+        std::copy(b.shared.begin(), b.shared.end(), side.begin());
+    }
+
+    void decode_block(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
+        EncodedBatch b;
+        b.count = block_tokens();
+        b.dim = dim();
+        b.words_per_vector = words_per_token();
+        b.side_per_vector = 0;
+        b.side_type = q_.side_type();
+        b.words.assign(words.begin(), words.end());
+        b.shared.assign(side.begin(), side.end());
+        q_.decode(b, out);
+    }
+
+    void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
+        st.q.assign(q.begin(), q.end());
+    }
+
+    void score_block(std::span<const query_state> states, std::span<const std::uint32_t> words,
+                     std::span<const float> side, scratch_type& s, float* out, std::size_t stride) const {
+        const std::size_t d = dim(), n = states.size(), w = words_per_token();
+        s.qscale.resize(n * d);
+        s.offset.resize(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            const float* q = states[k].q.data();
+            float off = 0.0f;
+            for (std::size_t c = 0; c < d; ++c) {
+                s.qscale[k * d + c] = q[c] * side[2 * c];
+                off += q[c] * side[2 * c + 1];
+            }
+            s.offset[k] = off;
+        }
+        for (std::size_t j = 0; j < block_tokens(); ++j) {
+            packer_.unpack(words.subspan(j * w, w), s.codes);
+            for (std::size_t k = 0; k < n; ++k) {
+                const float* qs = s.qscale.data() + k * d;
+                float acc = 0.0f;
+                for (std::size_t c = 0; c < d; ++c) acc += qs[c] * static_cast<float>(s.codes[c]);
+                out[k * stride + j] = acc + s.offset[k];
+            }
+        }
+    }
+
+private:
+    quantizer_type q_;
+    MlxStream<> packer_;
+};
+
+static_assert(KVBlockKeyCodec<KiviKeyCodec>);
+
+class KiviValueCodec {
+public:
+    using quantizer_type = KiviValues;
+    static constexpr bool plain_value_space = true;
+
+    struct scratch_type {
+        std::vector<std::uint8_t> codes;
+    };
+    struct query_state {
+        std::vector<float> q;
+        std::vector<float> group_sums;
+    };
+
+    /// dim channels, bits 1..8, channel groups of group_size (must divide dim).
+    KiviValueCodec(std::size_t dim, int bits, std::size_t group_size)
+        : q_(dim, bits, group_size, 0, SideType::f16), packer_(bits) {}
+
+    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
+    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
+    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
+    [[nodiscard]] std::string name() const { return q_.name(); }
+    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
+    [[nodiscard]] std::size_t side_per_token() const noexcept { return 2 * (q_.dim() / q_.group_size()); }
+    [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim(); }
+    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{std::vector<std::uint8_t>(dim())}; }
+
+    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side, scratch_type&) const {
+        detail::encode_one(q_, x, words, side);
+    }
+    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
+        detail::decode_one(q_, words, side, q_.side_type(), out);
+    }
+
+    void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
+        const std::size_t g = q_.group_size();
+        st.q.assign(q.begin(), q.end());
+        st.group_sums.assign(dim() / g, 0.0f);
+        for (std::size_t c = 0; c < dim(); ++c) st.group_sums[c / g] += q[c];
+    }
+
+    void score(std::span<const query_state> states, std::span<const std::uint32_t> words, std::span<const float> side,
+               scratch_type& s, float* out, std::size_t stride) const {
+        packer_.unpack(words, s.codes);
+        const std::size_t d = dim(), g = q_.group_size();
+        for (std::size_t j = 0; j < states.size(); ++j) {
+            const float* q = states[j].q.data();
+            float acc = 0.0f;
+            for (std::size_t c0 = 0, k = 0; c0 < d; c0 += g, ++k) {
+                float dot = 0.0f;
+                for (std::size_t c = c0; c < c0 + g; ++c) dot += q[c] * static_cast<float>(s.codes[c]);
+                acc += side[2 * k] * dot + side[2 * k + 1] * states[j].group_sums[k];
+            }
+            out[j * stride] = acc;
+        }
+    }
+
+    void accumulate(std::span<const std::uint32_t> words, std::span<const float> side, scratch_type& s,
+                    const float* weights, std::size_t stride, float* accs, std::size_t n) const {
+        packer_.unpack(words, s.codes);
+        const std::size_t d = dim(), g = q_.group_size();
+        for (std::size_t j = 0; j < n; ++j) {
+            const float w = weights[j * stride];
+            float* acc = accs + j * d;
+            for (std::size_t c = 0; c < d; ++c) {
+                const float scaled = static_cast<float>(s.codes[c]) * side[2 * (c / g)];
+                acc[c] += w * (scaled + side[2 * (c / g) + 1]);
+            }
+        }
+    }
+
+    void finish(std::span<const float> acc, std::span<float> out, scratch_type&) const {
+        for (std::size_t i = 0; i < dim(); ++i) out[i] = acc[i];
+    }
+
+private:
+    quantizer_type q_;
+    MlxStream<> packer_;
+};
+
+static_assert(KVCodec<KiviValueCodec>);
+
+[[nodiscard]] inline KiviValueCodec kivi_value_codec(std::size_t dim, int bits, std::size_t group_size = 32,
+                                                     const char* which = "codec") {
+    detail::check_policy_bits("kivi", which, bits, 1, 8);
+    if (group_size == 0 || dim % group_size != 0)
+        optiq::detail::fail<config_error>("kv policy kivi: ", which, " group_size = ", group_size,
+                                          " does not divide the head dimension ", dim);
+    return KiviValueCodec(dim, bits, group_size);
+}
+
+[[nodiscard]] inline KiviKeyCodec kivi_key_codec(std::size_t dim, int bits, std::size_t group_size = 32,
+                                                 const char* which = "key") {
+    detail::check_policy_bits("kivi", which, bits, 1, 8);
+    if (group_size == 0) optiq::detail::fail<config_error>("kv policy kivi: ", which, " group_size is 0");
+    return KiviKeyCodec(dim, bits, group_size);
+}
+
+using KiviPolicy = Policy<KiviKeyCodec, KiviValueCodec>;
+
+/// KIVI: per-channel keys in blocks of group_size tokens, per-token values in channel groups of
+/// group_size, the newest `recent` tokens (KIVI's residual R, at least group_size) in full precision.
+/// The paper's setting: 2 bits, G = 32, R = 128.
+[[nodiscard]] inline KiviPolicy kivi_policy(std::size_t dim, int k_bits, int v_bits, std::size_t group_size = 32,
+                                            std::size_t recent = 128) {
+    return KiviPolicy(kivi_key_codec(dim, k_bits, group_size, "key"),
+                      kivi_value_codec(dim, v_bits, group_size, "value"), recent);
+}
+
+}  // namespace optiq::kv

@@ -1,0 +1,205 @@
+#pragma once
+// QuantizerCodec<Quantizer<C, P, K>>: any composed quantizer (TurboQuant-MSE, MLX affine, ...) as
+// a KVCodec. A record is exactly the quantizer's per-vector encoding (its words, then its side
+// floats: ‖x‖ first when the codebook wants unit vectors, then each group's side data).
+//
+// Attention in the rotated space (TurboQuant, arXiv 2504.19874; design.md "KVCache"):
+//   <q, x̂> = <q, ‖x‖ Πᵀ ĉ> = ‖x‖ <Π q, ĉ>, so a query is rotated once and, for a fixed codebook,
+//   expanded to lut[i][c] = (Πq)_i · centroid[c]; a key then costs d table reads;
+//   Σ_j p_j x̂_j = Πᵀ Σ_j p_j ‖x_j‖ ĉ_j, so values are summed in the rotated space and rotated
+//   back once per query (finish).
+// encode() follows Quantizer::encode_vector step for step, with the caller's scratch instead of
+// two vectors allocated per call (tests/kv check the records are bit-identical to the core's).
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "optiq/codebook/affine.hpp"
+#include "optiq/codebook/concepts.hpp"
+#include "optiq/kv/concepts.hpp"
+#include "optiq/kv/policies/batch_io.hpp"
+#include "optiq/precondition/identity.hpp"
+#include "optiq/quant/encoded.hpp"
+#include "optiq/quant/quantizer.hpp"
+
+namespace optiq::kv {
+
+template <class Q>
+class QuantizerCodec;
+
+template <Codebook C, Preconditioner P, Packer K>
+class QuantizerCodec<Quantizer<C, P, K>> {
+public:
+    using quantizer_type = Quantizer<C, P, K>;
+    static constexpr bool plain_value_space = std::same_as<P, Identity>;
+    static constexpr bool fixed_codebook = FixedCodebook<C>;
+    static constexpr bool affine_codebook = std::same_as<C, Affine>;
+
+    struct scratch_type {
+        std::vector<float> y;
+        std::vector<std::uint8_t> codes;
+    };
+    struct query_state {
+        std::vector<float> rotated;     ///< Π q
+        std::vector<float> lut;         ///< d x 2^bits, fixed codebooks only
+        std::vector<float> group_sums;  ///< affine codebooks: Σ of Π q over each group
+    };
+
+    QuantizerCodec(quantizer_type q, std::string name) : q_(std::move(q)), name_(std::move(name)) {
+        if constexpr (fixed_codebook) {
+            const auto c = q_.codebook().centroids();
+            centroids_.assign(c.begin(), c.end());
+        }
+    }
+
+    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
+    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
+    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
+    [[nodiscard]] std::string name() const { return name_; }
+    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
+    [[nodiscard]] std::size_t side_per_token() const noexcept { return q_.side_per_vector(); }
+    [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim(); }
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<float>(dim()), std::vector<std::uint8_t>(dim())};
+    }
+
+    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                scratch_type& scratch) const {
+        const std::size_t d = dim(), g = q_.group_size();
+        const auto& cb = q_.codebook();
+        std::span<float> y(scratch.y);
+        std::size_t s = 0;
+        if constexpr (C::wants_unit_norm) {
+            double ss = 0.0;
+            for (const float v : x) ss += static_cast<double>(v) * v;
+            const float norm = static_cast<float>(std::sqrt(ss));
+            const float inv = norm > 0.0f ? 1.0f / norm : 0.0f;
+            for (std::size_t i = 0; i < d; ++i) y[i] = x[i] * inv;
+            q_.preconditioner().forward(y, y);
+            side[s++] = round_side(norm, q_.side_type());
+        } else {
+            q_.preconditioner().forward(x, y);
+        }
+        for (std::size_t g0 = 0; g0 < d; g0 += g) {
+            const auto group = std::span<const float>(y.data() + g0, g);
+            const auto gs = cb.fit(group);
+            for (std::size_t i = 0; i < g; ++i)
+                scratch.codes[g0 + i] = static_cast<std::uint8_t>(cb.encode(group[i], gs));
+            for (const float v : gs) side[s++] = round_side(v, q_.side_type());
+        }
+        q_.packer().pack(scratch.codes, words);
+    }
+
+    /// The core's own dequantization: the reference path's ground truth.
+    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
+        q_.decode_vector(words, side, out);
+    }
+
+    void prepare_query(std::span<const float> q, query_state& st, scratch_type& /*scratch*/) const {
+        const std::size_t d = dim();
+        st.rotated.resize(d);
+        q_.preconditioner().forward(q, st.rotated);
+        if constexpr (fixed_codebook) {
+            const std::size_t k = centroids_.size();
+            st.lut.resize(d * k);
+            for (std::size_t i = 0; i < d; ++i)
+                for (std::size_t c = 0; c < k; ++c) st.lut[i * k + c] = st.rotated[i] * centroids_[c];
+        }
+        if constexpr (affine_codebook) {
+            const std::size_t g = q_.group_size();
+            st.group_sums.assign(d / g, 0.0f);
+            for (std::size_t i = 0; i < d; ++i) st.group_sums[i / g] += st.rotated[i];
+        }
+    }
+
+    void score(std::span<const query_state> states, std::span<const std::uint32_t> words, std::span<const float> side,
+               scratch_type& scratch, float* out, std::size_t stride) const {
+        const std::size_t d = dim();
+        q_.packer().unpack(words, scratch.codes);
+        const std::uint8_t* codes = scratch.codes.data();
+        const float norm = C::wants_unit_norm ? side[0] : 1.0f;
+        for (std::size_t s = 0; s < states.size(); ++s) {
+            float acc = 0.0f;
+            if constexpr (fixed_codebook) {
+                acc = detail::lut_sum(states[s].lut.data(), codes, d, centroids_.size());
+            } else if constexpr (affine_codebook) {
+                // Σ_g (scale_g Σ_i q_i code_i + bias_g Σ_i q_i): MLX's quantized-matmul form.
+                const std::size_t g = q_.group_size();
+                const float* q = states[s].rotated.data();
+                const float* gs = side.data() + (C::wants_unit_norm ? 1 : 0);
+                for (std::size_t g0 = 0, j = 0; g0 < d; g0 += g, ++j) {
+                    float dot = 0.0f;
+                    for (std::size_t i = g0; i < g0 + g; ++i) dot += q[i] * static_cast<float>(codes[i]);
+                    acc += gs[2 * j] * dot + gs[2 * j + 1] * states[s].group_sums[j];
+                }
+            } else {
+                acc = grouped_dot(states[s].rotated.data(), codes, side);
+            }
+            out[s * stride] = norm * acc;
+        }
+    }
+
+    void accumulate(std::span<const std::uint32_t> words, std::span<const float> side, scratch_type& scratch,
+                    const float* weights, std::size_t stride, float* accs, std::size_t n) const {
+        const std::size_t d = dim();
+        q_.packer().unpack(words, scratch.codes);
+        const std::uint8_t* codes = scratch.codes.data();
+        const float norm = C::wants_unit_norm ? side[0] : 1.0f;
+        // The rotated-space vector once (table reads or group side data applied), then a scaled
+        // add per query, which vectorises: one pass of d gathers however many queries share a key.
+        float* y = scratch.y.data();
+        if constexpr (fixed_codebook) {
+            const float* cent = centroids_.data();
+            for (std::size_t i = 0; i < d; ++i) y[i] = cent[codes[i]];
+        } else {
+            decode_rotated(codes, side, y);
+        }
+        for (std::size_t s = 0; s < n; ++s) {
+            const float w = weights[s * stride] * norm;
+            float* acc = accs + s * d;
+            for (std::size_t i = 0; i < d; ++i) acc[i] += w * y[i];
+        }
+    }
+
+    void finish(std::span<const float> acc, std::span<float> out, scratch_type& /*scratch*/) const {
+        q_.preconditioner().inverse(acc, out);
+    }
+
+private:
+    /// Σ_i rotated_i · decode(code_i, group side), the core's inner_product for adaptive codebooks.
+    [[nodiscard]] float grouped_dot(const float* rotated, const std::uint8_t* codes,
+                                    std::span<const float> side) const {
+        const std::size_t d = dim(), g = q_.group_size();
+        const auto& cb = q_.codebook();
+        std::size_t s = C::wants_unit_norm ? 1 : 0;
+        typename C::side_type gs{};
+        float acc = 0.0f;
+        for (std::size_t g0 = 0; g0 < d; g0 += g) {
+            for (std::size_t j = 0; j < C::side_floats; ++j) gs[j] = side[s++];
+            for (std::size_t i = g0; i < g0 + g; ++i) acc += rotated[i] * cb.decode(codes[i], gs);
+        }
+        return acc;
+    }
+
+    void decode_rotated(const std::uint8_t* codes, std::span<const float> side, float* y) const {
+        const std::size_t d = dim(), g = q_.group_size();
+        const auto& cb = q_.codebook();
+        std::size_t s = C::wants_unit_norm ? 1 : 0;
+        typename C::side_type gs{};
+        for (std::size_t g0 = 0; g0 < d; g0 += g) {
+            for (std::size_t j = 0; j < C::side_floats; ++j) gs[j] = side[s++];
+            for (std::size_t i = g0; i < g0 + g; ++i) y[i] = cb.decode(codes[i], gs);
+        }
+    }
+
+    quantizer_type q_;
+    std::string name_;
+    std::vector<float> centroids_;  ///< fixed codebooks: the reconstruction table
+};
+
+}  // namespace optiq::kv

@@ -1,0 +1,169 @@
+#pragma once
+// TurboQuant keys and values (arXiv 2504.19874; reference-spec A; quant/methods/turboquant.hpp).
+//
+// TurboQuantMseCodec ("tq_mse:b"): ‖x‖ (f16) and the b-bit Lloyd-Max codes of Π x/‖x‖ for the
+//   exact sphere coordinate law, Π a seeded randomized Hadamard rotation. Scores through a
+//   per-query table, values summed in the rotated space (QuantizerCodec).
+// TurboQuantProdCodec ("tq_prod:b"): (b−1)-bit MSE codes plus m QJL sign bits z of the rotated
+//   residual, side {‖x‖, γ}. x̃ = ‖x‖ Πᵀ (ŷ + c γ Sᵀ z), c = sqrt(π/2)/m, so
+//     <q, x̃> = ‖x‖ (Σ_i lut[i][code_i] + c γ <S Π q, z>)           (S Π q once per query)
+//     Σ_j p_j x̃_j = Πᵀ (Σ_j p_j ‖x_j‖ ŷ_j + Sᵀ Σ_j p_j ‖x_j‖ c γ_j z_j):
+//   the accumulator holds d rotated coordinates and m sketch coefficients; finish() applies Sᵀ
+//   and Πᵀ once per query.
+// Keys and values get independent rotations/sketches derived from the layer seed.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "optiq/kv/concepts.hpp"
+#include "optiq/kv/policies/batch_io.hpp"
+#include "optiq/kv/policies/policy.hpp"
+#include "optiq/kv/policies/quantizer_codec.hpp"
+#include "optiq/pack/mlx_stream.hpp"
+#include "optiq/quant/methods/qjl.hpp"
+#include "optiq/quant/methods/turboquant.hpp"
+
+namespace optiq::kv {
+
+using TurboQuantMseCodec = QuantizerCodec<TurboQuantMSE<>::base_type>;
+static_assert(KVCodec<TurboQuantMseCodec>);
+
+/// One TurboQuant-MSE codec for d-vectors at 1..8 bits, rotation seeded by seed.
+[[nodiscard]] inline TurboQuantMseCodec turboquant_mse_codec(std::size_t dim, int bits, std::uint64_t seed,
+                                                             const char* which = "codec") {
+    detail::check_policy_bits("tq_mse", which, bits, 1, 8);
+    const TurboQuantMSE<> q = make_turboquant_mse(dim, bits, seed);
+    return TurboQuantMseCodec(q, q.name());
+}
+
+class TurboQuantProdCodec {
+public:
+    using quantizer_type = TurboQuantProd<>;
+    static constexpr bool plain_value_space = false;
+
+    struct scratch_type {
+        std::vector<float> y;
+        std::vector<std::uint8_t> codes;
+    };
+    struct query_state {
+        std::vector<float> rotated;   ///< Π q
+        std::vector<float> lut;       ///< d x 2^(b−1)
+        std::vector<float> sketched;  ///< S Π q
+    };
+
+    explicit TurboQuantProdCodec(quantizer_type q) : q_(std::move(q)) {
+        if (q_.codebook()) {
+            const auto c = q_.codebook()->centroids();
+            centroids_.assign(c.begin(), c.end());
+            packer_.emplace(q_.mse_bits());
+        }
+        c_ = static_cast<float>(optiq::detail::sqrt_half_pi / static_cast<double>(q_.sketch_rows()));
+    }
+
+    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
+    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
+    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
+    [[nodiscard]] std::string name() const { return q_.name(); }
+    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
+    [[nodiscard]] std::size_t side_per_token() const noexcept { return 2; }
+    [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim() + q_.sketch_rows(); }
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<float>(dim()), std::vector<std::uint8_t>(dim())};
+    }
+
+    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side, scratch_type&) const {
+        detail::encode_one(q_, x, words, side);
+    }
+    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
+        detail::decode_one(q_, words, side, q_.side_type(), out);
+    }
+
+    void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
+        const std::size_t d = dim(), k = centroids_.size();
+        st.rotated.resize(d);
+        q_.preconditioner().forward(q, st.rotated);
+        st.lut.resize(d * k);
+        for (std::size_t i = 0; i < d; ++i)
+            for (std::size_t c = 0; c < k; ++c) st.lut[i * k + c] = st.rotated[i] * centroids_[c];
+        st.sketched.resize(q_.sketch_rows());
+        q_.sketch().project(st.rotated, st.sketched);
+    }
+
+    void score(std::span<const query_state> states, std::span<const std::uint32_t> words, std::span<const float> side,
+               scratch_type& scratch, float* out, std::size_t stride) const {
+        const std::size_t mw = q_.mse_words_per_vector();
+        if (packer_) packer_->unpack(words.subspan(0, mw), scratch.codes);
+        const auto signs = words.subspan(mw);
+        for (std::size_t s = 0; s < states.size(); ++s) {
+            float acc =
+                packer_ ? detail::lut_sum(states[s].lut.data(), scratch.codes.data(), dim(), centroids_.size()) : 0.0f;
+            acc += c_ * side[1] * q_.sketch().signed_sum(states[s].sketched, signs);
+            out[s * stride] = side[0] * acc;
+        }
+    }
+
+    void accumulate(std::span<const std::uint32_t> words, std::span<const float> side, scratch_type& scratch,
+                    const float* weights, std::size_t stride, float* accs, std::size_t n) const {
+        const std::size_t d = dim(), m = q_.sketch_rows(), mw = q_.mse_words_per_vector();
+        if (packer_) packer_->unpack(words.subspan(0, mw), scratch.codes);
+        const auto signs = words.subspan(mw);
+        for (std::size_t s = 0; s < n; ++s) {
+            const float w = weights[s * stride] * side[0];
+            float* acc = accs + s * (d + m);
+            if (packer_)
+                for (std::size_t i = 0; i < d; ++i) acc[i] += w * centroids_[scratch.codes[i]];
+            const float wz = w * c_ * side[1];
+            for (std::size_t r = 0; r < m; ++r) acc[d + r] += ((signs[r / 32] >> (r % 32)) & 1u) != 0 ? wz : -wz;
+        }
+    }
+
+    void finish(std::span<const float> acc, std::span<float> out, scratch_type& scratch) const {
+        const std::size_t d = dim(), m = q_.sketch_rows();
+        const float* s = q_.sketch().matrix().data();
+        float* y = scratch.y.data();
+        for (std::size_t i = 0; i < d; ++i) y[i] = acc[i];
+        for (std::size_t r = 0; r < m; ++r) {
+            const float a = acc[d + r];
+            for (std::size_t i = 0; i < d; ++i) y[i] += a * s[r * d + i];
+        }
+        q_.preconditioner().inverse(std::span<const float>(y, d), out);
+    }
+
+private:
+    quantizer_type q_;
+    std::vector<float> centroids_;
+    std::optional<MlxStream<>> packer_;
+    float c_ = 0.0f;
+};
+
+static_assert(KVCodec<TurboQuantProdCodec>);
+
+/// One TurboQuant-Prod codec at 1..8 bits (b−1 MSE bits + m = d sign bits).
+[[nodiscard]] inline TurboQuantProdCodec turboquant_prod_codec(std::size_t dim, int bits, std::uint64_t seed,
+                                                               const char* which = "codec") {
+    detail::check_policy_bits("tq_prod", which, bits, 1, 8);
+    return TurboQuantProdCodec(TurboQuantProd<>(dim, bits, seed));
+}
+
+using TurboQuantMsePolicy = Policy<TurboQuantMseCodec, TurboQuantMseCodec>;
+using TurboQuantProdPolicy = Policy<TurboQuantProdCodec, TurboQuantProdCodec>;
+
+/// TurboQuant-MSE at k_bits for keys and v_bits for values (1..8 each), seeded per layer.
+[[nodiscard]] inline TurboQuantMsePolicy turboquant_mse_policy(std::size_t dim, int k_bits, int v_bits,
+                                                               std::uint64_t layer_seed, std::size_t recent = 0) {
+    return TurboQuantMsePolicy(turboquant_mse_codec(dim, k_bits, detail::key_seed(layer_seed), "key"),
+                               turboquant_mse_codec(dim, v_bits, detail::value_seed(layer_seed), "value"), recent);
+}
+
+/// TurboQuant-Prod (unbiased inner products) at k_bits / v_bits.
+[[nodiscard]] inline TurboQuantProdPolicy turboquant_prod_policy(std::size_t dim, int k_bits, int v_bits,
+                                                                 std::uint64_t layer_seed, std::size_t recent = 0) {
+    return TurboQuantProdPolicy(turboquant_prod_codec(dim, k_bits, detail::key_seed(layer_seed), "key"),
+                                turboquant_prod_codec(dim, v_bits, detail::value_seed(layer_seed), "value"), recent);
+}
+
+}  // namespace optiq::kv
