@@ -35,3 +35,24 @@
 #include "optiq/quant/methods/rvq.hpp"
 #include "optiq/quant/methods/turboquant.hpp"
 #include "optiq/quant/quantizer.hpp"
+
+// file formats
+#include "optiq/io/dtype.hpp"
+#include "optiq/io/ggml_quants.hpp"
+#include "optiq/io/gguf.hpp"
+#include "optiq/io/llama2c.hpp"
+#include "optiq/io/mmap.hpp"
+#include "optiq/io/safetensors.hpp"
+
+// KV cache
+#include "optiq/kv/any_kv_cache.hpp"
+#include "optiq/kv/attention.hpp"
+#include "optiq/kv/concepts.hpp"
+#include "optiq/kv/kv_cache.hpp"
+#include "optiq/kv/kv_config.hpp"
+#include "optiq/kv/policies.hpp"
+
+// tokenizers and chat templates
+#include "optiq/tokenizer/bpe.hpp"
+#include "optiq/tokenizer/chat_template.hpp"
+#include "optiq/tokenizer/sentencepiece.hpp"
