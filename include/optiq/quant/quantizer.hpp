@@ -70,15 +70,31 @@ public:
         return b;
     }
 
+    /// Per-vector working storage: encode_vector/decode_vector with it allocate nothing.
+    struct scratch_type {
+        std::vector<float> y;                ///< the rotated vector
+        std::vector<std::uint8_t> codes;     ///< one code per coordinate
+    };
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<float>(dim_), std::vector<std::uint8_t>(dim_)};
+    }
+
     /// Encodes one vector into caller-provided storage (words_per_vector words,
     /// side_per_vector floats). x must be finite; see encode() for checked batches.
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch) const {
+        encode_vector(x, words, side, scratch.y, scratch.codes);
+    }
     void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side) const {
-        std::vector<float> y(dim_);
-        std::vector<std::uint8_t> codes(dim_);
-        encode_vector(x, words, side, y, codes);
+        scratch_type scratch = make_scratch();
+        encode_vector(x, words, side, scratch);
     }
 
     /// Decodes one vector from its words and side data.
+    void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,
+                       scratch_type& scratch) const {
+        decode_vector(words, side, out, scratch.codes);
+    }
     void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
         std::vector<std::uint8_t> codes(dim_);
         decode_vector(words, side, out, codes);
@@ -86,21 +102,16 @@ public:
 
     /// Encodes n row vectors (x.size() == n * dim()).
     [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
-        const std::size_t n = detail::check_batch(x, dim_, "Quantizer::encode");
-        EncodedBatch b = make_batch(n);
-        std::vector<float> y(dim_);
-        std::vector<std::uint8_t> codes(dim_);
-        for (std::size_t i = 0; i < n; ++i)
-            encode_vector(x.subspan(i * dim_, dim_), b.words_of(i), b.side_of(i), y, codes);
-        return b;
+        return detail::encode_rows(*this, x, "Quantizer::encode",
+                                   [self = this](auto xi, auto words, auto side, scratch_type& s, std::size_t) {
+                                       self->encode_vector(xi, words, side, s);
+                                   });
     }
 
     void decode(const EncodedBatch& b, std::span<float> out) const {
         check_layout(b, "Quantizer::decode");
         detail::check_decode_target(b, out, dim_, "Quantizer::decode");
-        std::vector<std::uint8_t> codes(dim_);
-        for (std::size_t i = 0; i < b.count; ++i)
-            decode_vector(b.words_of(i), b.side_of(i), out.subspan(i * dim_, dim_), codes);
+        detail::decode_rows(*this, b, out);
     }
 
     [[nodiscard]] query_type prepare_query(std::span<const float> q) const {

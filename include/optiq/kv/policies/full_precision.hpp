@@ -102,8 +102,22 @@ private:
     }
     /// The record widened to floats in scratch (once per record, shared by all queries of a GQA group).
     [[nodiscard]] const float* widen(const std::uint32_t* w, scratch_type& scratch) const noexcept {
-        for (std::size_t i = 0; i < dim_; ++i) scratch.v[i] = load(w, i);
-        return scratch.v.data();
+        float* v = scratch.v.data();
+        if constexpr (T == SideType::f32) {
+            for (std::size_t i = 0; i < dim_; ++i) v[i] = std::bit_cast<float>(w[i]);
+        } else {
+            // Word by word (low half first): branch-free conversions, so the loop vectorises.
+            const std::size_t pairs = dim_ / 2;
+            for (std::size_t k = 0; k < pairs; ++k) {
+                v[2 * k] = widen_half(static_cast<std::uint16_t>(w[k] & 0xFFFFu));
+                v[2 * k + 1] = widen_half(static_cast<std::uint16_t>(w[k] >> 16));
+            }
+            if (dim_ % 2 != 0) v[dim_ - 1] = widen_half(static_cast<std::uint16_t>(w[pairs] & 0xFFFFu));
+        }
+        return v;
+    }
+    [[nodiscard]] static float widen_half(std::uint16_t h) noexcept {
+        return T == SideType::bf16 ? bf16_bits_to_float(h) : f16_bits_to_float(h);
     }
 
     std::size_t dim_;

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "optiq/kv/concepts.hpp"
-#include "optiq/kv/policies/batch_io.hpp"
 #include "optiq/kv/policies/policy.hpp"
+#include "optiq/kv/policies/vector_codec.hpp"
 #include "optiq/pack/mlx_stream.hpp"
 #include "optiq/quant/methods/kivi.hpp"
 
@@ -33,9 +33,9 @@ public:
     using quantizer_type = KiviKeys;
 
     struct scratch_type {
-        std::vector<std::uint8_t> codes;
-        std::vector<float> qscale;  ///< per query state: q_c * scale_c
-        std::vector<float> offset;  ///< per query state: Σ q_c * zero_c
+        quantizer_type::scratch_type q;  ///< the core's block scratch (G x d codes)
+        std::vector<float> qscale;       ///< per query state: q_c * scale_c
+        std::vector<float> offset;       ///< per query state: Σ q_c * zero_c
     };
     struct query_state {
         std::vector<float> q;
@@ -43,7 +43,7 @@ public:
 
     /// dim channels, bits 1..8, blocks of group_size tokens (2 dim must be a multiple of it).
     KiviKeyCodec(std::size_t dim, int bits, std::size_t group_size)
-        : q_(dim, bits, group_size, 0, SideType::f16), packer_(bits) {
+        : q_(dim, bits, group_size, 0, SideType::f16) {
         if ((2 * dim) % group_size != 0)
             optiq::detail::fail<config_error>("kv::KiviKeyCodec: the ", 2 * dim, " per-channel side values of a block ",
                                               "cannot be spread evenly over ", group_size, " tokens");
@@ -56,29 +56,23 @@ public:
     [[nodiscard]] std::size_t block_tokens() const noexcept { return q_.group_size(); }
     [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
     [[nodiscard]] std::size_t side_per_token() const noexcept { return 2 * q_.dim() / q_.group_size(); }
-    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{std::vector<std::uint8_t>(dim()), {}, {}}; }
+    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{q_.make_scratch(), {}, {}}; }
 
+    /// One block of block_tokens() tokens; its d {scale, zero} pairs fill the block's side slices.
     void encode_block(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
-                      scratch_type&) const {
-        const EncodedBatch b = q_.encode(x);
-        if (b.words.size() != words.size() || b.shared.size() != side.size())
-            optiq::detail::fail<shape_error>("kv::KiviKeyCodec: block of ", b.count, " tokens encoded to ",
-                                             b.words.size(), " words and ", b.shared.size(),
-                                             " shared values; the records hold ", words.size(), " and ", side.size());
-        std::copy(b.words.begin(), b.words.end(), words.begin());
-        std::copy(b.shared.begin(), b.shared.end(), side.begin());
+                      scratch_type& scratch) const {
+        if (x.size() != block_tokens() * dim() || words.size() != block_tokens() * words_per_token() ||
+            side.size() != q_.block_params())
+            optiq::detail::fail<shape_error>("kv::KiviKeyCodec: a block is ", block_tokens(), " tokens of ", dim(),
+                                             " values into ", block_tokens() * words_per_token(), " words and ",
+                                             q_.block_params(), " side values; got ", x.size(), ", ", words.size(),
+                                             " and ", side.size());
+        q_.encode_block(x, words, side, scratch.q);
     }
 
     void decode_block(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
-        EncodedBatch b;
-        b.count = block_tokens();
-        b.dim = dim();
-        b.words_per_vector = words_per_token();
-        b.side_per_vector = 0;
-        b.side_type = q_.side_type();
-        b.words.assign(words.begin(), words.end());
-        b.shared.assign(side.begin(), side.end());
-        q_.decode(b, out);
+        scratch_type scratch = make_scratch();
+        q_.decode_block(words, side, out, scratch.q);
     }
 
     void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
@@ -99,12 +93,13 @@ public:
             }
             s.offset[k] = off;
         }
+        const std::span<std::uint8_t> codes(s.q.codes.data(), d);
         for (std::size_t j = 0; j < block_tokens(); ++j) {
-            packer_.unpack(words.subspan(j * w, w), s.codes);
+            q_.packer().unpack(words.subspan(j * w, w), codes);
             for (std::size_t k = 0; k < n; ++k) {
                 const float* qs = s.qscale.data() + k * d;
                 float acc = 0.0f;
-                for (std::size_t c = 0; c < d; ++c) acc += qs[c] * static_cast<float>(s.codes[c]);
+                for (std::size_t c = 0; c < d; ++c) acc += qs[c] * static_cast<float>(codes[c]);
                 out[k * stride + j] = acc + s.offset[k];
             }
         }
@@ -112,19 +107,14 @@ public:
 
 private:
     quantizer_type q_;
-    MlxStream<> packer_;
 };
 
 static_assert(KVBlockKeyCodec<KiviKeyCodec>);
 
-class KiviValueCodec {
+class KiviValueCodec : public VectorCodecBase<KiviValues> {
 public:
-    using quantizer_type = KiviValues;
     static constexpr bool plain_value_space = true;
 
-    struct scratch_type {
-        std::vector<std::uint8_t> codes;
-    };
     struct query_state {
         std::vector<float> q;
         std::vector<float> group_sums;
@@ -132,23 +122,8 @@ public:
 
     /// dim channels, bits 1..8, channel groups of group_size (must divide dim).
     KiviValueCodec(std::size_t dim, int bits, std::size_t group_size)
-        : q_(dim, bits, group_size, 0, SideType::f16), packer_(bits) {}
+        : VectorCodecBase(KiviValues(dim, bits, group_size, 0, SideType::f16)) {}
 
-    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
-    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
-    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
-    [[nodiscard]] std::string name() const { return q_.name(); }
-    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
-    [[nodiscard]] std::size_t side_per_token() const noexcept { return 2 * (q_.dim() / q_.group_size()); }
-    [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim(); }
-    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{std::vector<std::uint8_t>(dim())}; }
-
-    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side, scratch_type&) const {
-        detail::encode_one(q_, x, words, side);
-    }
-    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
-        detail::decode_one(q_, words, side, q_.side_type(), out);
-    }
 
     void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
         const std::size_t g = q_.group_size();
@@ -159,7 +134,7 @@ public:
 
     void score(std::span<const query_state> states, std::span<const std::uint32_t> words, std::span<const float> side,
                scratch_type& s, float* out, std::size_t stride) const {
-        packer_.unpack(words, s.codes);
+        q_.packer().unpack(words, s.codes);
         const std::size_t d = dim(), g = q_.group_size();
         for (std::size_t j = 0; j < states.size(); ++j) {
             const float* q = states[j].q.data();
@@ -175,7 +150,7 @@ public:
 
     void accumulate(std::span<const std::uint32_t> words, std::span<const float> side, scratch_type& s,
                     const float* weights, std::size_t stride, float* accs, std::size_t n) const {
-        packer_.unpack(words, s.codes);
+        q_.packer().unpack(words, s.codes);
         const std::size_t d = dim(), g = q_.group_size();
         for (std::size_t j = 0; j < n; ++j) {
             const float w = weights[j * stride];
@@ -191,9 +166,6 @@ public:
         for (std::size_t i = 0; i < dim(); ++i) out[i] = acc[i];
     }
 
-private:
-    quantizer_type q_;
-    MlxStream<> packer_;
 };
 
 static_assert(KVCodec<KiviValueCodec>);

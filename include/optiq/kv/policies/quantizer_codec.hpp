@@ -8,9 +8,7 @@
 //   expanded to lut[i][c] = (Πq)_i · centroid[c]; a key then costs d table reads;
 //   Σ_j p_j x̂_j = Πᵀ Σ_j p_j ‖x_j‖ ĉ_j, so values are summed in the rotated space and rotated
 //   back once per query (finish).
-// encode() follows Quantizer::encode_vector step for step, with the caller's scratch instead of
-// two vectors allocated per call (tests/kv check the records are bit-identical to the core's).
-#include <cmath>
+// encode() is Quantizer::encode_vector with the caller's scratch (no allocation per token).
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -22,7 +20,7 @@
 #include "optiq/codebook/affine.hpp"
 #include "optiq/codebook/concepts.hpp"
 #include "optiq/kv/concepts.hpp"
-#include "optiq/kv/policies/batch_io.hpp"
+#include "optiq/kv/policies/vector_codec.hpp"
 #include "optiq/precondition/identity.hpp"
 #include "optiq/quant/encoded.hpp"
 #include "optiq/quant/quantizer.hpp"
@@ -33,72 +31,33 @@ template <class Q>
 class QuantizerCodec;
 
 template <Codebook C, Preconditioner P, Packer K>
-class QuantizerCodec<Quantizer<C, P, K>> {
+class QuantizerCodec<Quantizer<C, P, K>> : public VectorCodecBase<Quantizer<C, P, K>> {
+    using base = VectorCodecBase<Quantizer<C, P, K>>;
+    using base::q_;
+
 public:
     using quantizer_type = Quantizer<C, P, K>;
+    using typename base::scratch_type;  ///< {y, codes}
+    using base::dim;
     static constexpr bool plain_value_space = std::same_as<P, Identity>;
     static constexpr bool fixed_codebook = FixedCodebook<C>;
     static constexpr bool affine_codebook = std::same_as<C, Affine>;
 
-    struct scratch_type {
-        std::vector<float> y;
-        std::vector<std::uint8_t> codes;
-    };
     struct query_state {
         std::vector<float> rotated;     ///< Π q
         std::vector<float> lut;         ///< d x 2^bits, fixed codebooks only
+        std::vector<float> pair_lut;    ///< 4-bit fixed codebooks: (d/2) x 256, byte -> two coordinates' sum
         std::vector<float> group_sums;  ///< affine codebooks: Σ of Π q over each group
     };
 
-    QuantizerCodec(quantizer_type q, std::string name) : q_(std::move(q)), name_(std::move(name)) {
+    QuantizerCodec(quantizer_type q, std::string name) : base(std::move(q)), name_(std::move(name)) {
         if constexpr (fixed_codebook) {
             const auto c = q_.codebook().centroids();
             centroids_.assign(c.begin(), c.end());
         }
     }
 
-    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
-    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
-    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
     [[nodiscard]] std::string name() const { return name_; }
-    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
-    [[nodiscard]] std::size_t side_per_token() const noexcept { return q_.side_per_vector(); }
-    [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim(); }
-    [[nodiscard]] scratch_type make_scratch() const {
-        return scratch_type{std::vector<float>(dim()), std::vector<std::uint8_t>(dim())};
-    }
-
-    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
-                scratch_type& scratch) const {
-        const std::size_t d = dim(), g = q_.group_size();
-        const auto& cb = q_.codebook();
-        std::span<float> y(scratch.y);
-        std::size_t s = 0;
-        if constexpr (C::wants_unit_norm) {
-            double ss = 0.0;
-            for (const float v : x) ss += static_cast<double>(v) * v;
-            const float norm = static_cast<float>(std::sqrt(ss));
-            const float inv = norm > 0.0f ? 1.0f / norm : 0.0f;
-            for (std::size_t i = 0; i < d; ++i) y[i] = x[i] * inv;
-            q_.preconditioner().forward(y, y);
-            side[s++] = round_side(norm, q_.side_type());
-        } else {
-            q_.preconditioner().forward(x, y);
-        }
-        for (std::size_t g0 = 0; g0 < d; g0 += g) {
-            const auto group = std::span<const float>(y.data() + g0, g);
-            const auto gs = cb.fit(group);
-            for (std::size_t i = 0; i < g; ++i)
-                scratch.codes[g0 + i] = static_cast<std::uint8_t>(cb.encode(group[i], gs));
-            for (const float v : gs) side[s++] = round_side(v, q_.side_type());
-        }
-        q_.packer().pack(scratch.codes, words);
-    }
-
-    /// The core's own dequantization: the reference path's ground truth.
-    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
-        q_.decode_vector(words, side, out);
-    }
 
     void prepare_query(std::span<const float> q, query_state& st, scratch_type& /*scratch*/) const {
         const std::size_t d = dim();
@@ -109,6 +68,13 @@ public:
             st.lut.resize(d * k);
             for (std::size_t i = 0; i < d; ++i)
                 for (std::size_t c = 0; c < k; ++c) st.lut[i * k + c] = st.rotated[i] * centroids_[c];
+            if (pair_scoring()) {
+                // Byte j of a record holds the codes of coordinates 2j (low nibble) and 2j+1.
+                st.pair_lut.resize(d / 2 * 256);
+                for (std::size_t j = 0; j < d / 2; ++j)
+                    for (std::size_t b = 0; b < 256; ++b)
+                        st.pair_lut[j * 256 + b] = st.lut[(2 * j) * 16 + (b & 15u)] + st.lut[(2 * j + 1) * 16 + (b >> 4)];
+            }
         }
         if constexpr (affine_codebook) {
             const std::size_t g = q_.group_size();
@@ -120,9 +86,16 @@ public:
     void score(std::span<const query_state> states, std::span<const std::uint32_t> words, std::span<const float> side,
                scratch_type& scratch, float* out, std::size_t stride) const {
         const std::size_t d = dim();
+        const float norm = C::wants_unit_norm ? side[0] : 1.0f;
+        if constexpr (fixed_codebook) {
+            if (pair_scoring()) {
+                for (std::size_t s = 0; s < states.size(); ++s)
+                    out[s * stride] = norm * pair_lut_sum(states[s].pair_lut.data(), words.data(), d / 8);
+                return;
+            }
+        }
         q_.packer().unpack(words, scratch.codes);
         const std::uint8_t* codes = scratch.codes.data();
-        const float norm = C::wants_unit_norm ? side[0] : 1.0f;
         for (std::size_t s = 0; s < states.size(); ++s) {
             float acc = 0.0f;
             if constexpr (fixed_codebook) {
@@ -171,6 +144,26 @@ public:
     }
 
 private:
+    /// 4-bit codes of a fixed codebook, d a multiple of 8 (whole words): scores read one table
+    /// entry per byte (two coordinates) straight from the record, no unpacking.
+    [[nodiscard]] bool pair_scoring() const noexcept {
+        return fixed_codebook && q_.bits() == 4 && dim() % 8 == 0;
+    }
+
+    /// Σ over the record's bytes of pair_lut[byte index][byte], four running sums (one per byte
+    /// of a word), the words read as integers (no dependence on the machine's byte order).
+    [[nodiscard]] static float pair_lut_sum(const float* pair, const std::uint32_t* w, std::size_t words) noexcept {
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (std::size_t k = 0; k < words; ++k, pair += 1024) {
+            const std::uint32_t v = w[k];
+            a0 += pair[v & 0xFFu];
+            a1 += pair[256 + ((v >> 8) & 0xFFu)];
+            a2 += pair[512 + ((v >> 16) & 0xFFu)];
+            a3 += pair[768 + (v >> 24)];
+        }
+        return (a0 + a1) + (a2 + a3);
+    }
+
     /// Σ_i rotated_i · decode(code_i, group side), the core's inner_product for adaptive codebooks.
     [[nodiscard]] float grouped_dot(const float* rotated, const std::uint8_t* codes,
                                     std::span<const float> side) const {
@@ -197,7 +190,6 @@ private:
         }
     }
 
-    quantizer_type q_;
     std::string name_;
     std::vector<float> centroids_;  ///< fixed codebooks: the reconstruction table
 };

@@ -10,49 +10,29 @@
 #include <vector>
 
 #include "optiq/kv/concepts.hpp"
-#include "optiq/kv/policies/batch_io.hpp"
 #include "optiq/kv/policies/policy.hpp"
+#include "optiq/kv/policies/vector_codec.hpp"
 #include "optiq/pack/mlx_stream.hpp"
 #include "optiq/quant/methods/rvq.hpp"
 
 namespace optiq::kv {
 
-class RvqCodec {
+class RvqCodec : public VectorCodecBase<RVQ<>> {
 public:
-    using quantizer_type = RVQ<>;
     static constexpr bool plain_value_space = false;
 
-    struct scratch_type {
-        std::vector<std::uint8_t> c1, c2;
-    };
     struct query_state {
         std::vector<float> lut1, lut2;  ///< d x 2^b each: (Π q)_i · stage centroid
         std::vector<float> rotated;
     };
 
-    explicit RvqCodec(quantizer_type q) : q_(std::move(q)), packer_(q_.bits()) {
+    explicit RvqCodec(quantizer_type q) : VectorCodecBase(std::move(q)) {
         const auto a = q_.stage1().centroids(), b = q_.stage2().centroids();
         c1_.assign(a.begin(), a.end());
         c2_.assign(b.begin(), b.end());
     }
 
-    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
-    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
     [[nodiscard]] int bits() const noexcept { return 2 * q_.bits(); }
-    [[nodiscard]] std::string name() const { return q_.name(); }
-    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
-    [[nodiscard]] std::size_t side_per_token() const noexcept { return 1; }
-    [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim(); }
-    [[nodiscard]] scratch_type make_scratch() const {
-        return scratch_type{std::vector<std::uint8_t>(dim()), std::vector<std::uint8_t>(dim())};
-    }
-
-    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side, scratch_type&) const {
-        detail::encode_one(q_, x, words, side);
-    }
-    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
-        detail::decode_one(q_, words, side, q_.side_type(), out);
-    }
 
     void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
         const std::size_t d = dim(), k = c1_.size();
@@ -94,12 +74,10 @@ public:
 private:
     void unpack(std::span<const std::uint32_t> words, scratch_type& s) const {
         const std::size_t half = words.size() / 2;
-        packer_.unpack(words.subspan(0, half), s.c1);
-        packer_.unpack(words.subspan(half, half), s.c2);
+        q_.packer().unpack(words.subspan(0, half), s.c1);
+        q_.packer().unpack(words.subspan(half, half), s.c2);
     }
 
-    quantizer_type q_;
-    MlxStream<> packer_;
     std::vector<float> c1_, c2_;
 };
 

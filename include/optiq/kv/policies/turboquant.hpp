@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "optiq/kv/concepts.hpp"
-#include "optiq/kv/policies/batch_io.hpp"
 #include "optiq/kv/policies/policy.hpp"
 #include "optiq/kv/policies/quantizer_codec.hpp"
+#include "optiq/kv/policies/vector_codec.hpp"
 #include "optiq/pack/mlx_stream.hpp"
 #include "optiq/quant/methods/qjl.hpp"
 #include "optiq/quant/methods/turboquant.hpp"
@@ -40,47 +40,24 @@ static_assert(KVCodec<TurboQuantMseCodec>);
     return TurboQuantMseCodec(q, q.name());
 }
 
-class TurboQuantProdCodec {
+class TurboQuantProdCodec : public VectorCodecBase<TurboQuantProd<>> {
 public:
-    using quantizer_type = TurboQuantProd<>;
     static constexpr bool plain_value_space = false;
 
-    struct scratch_type {
-        std::vector<float> y;
-        std::vector<std::uint8_t> codes;
-    };
     struct query_state {
         std::vector<float> rotated;   ///< Π q
         std::vector<float> lut;       ///< d x 2^(b−1)
         std::vector<float> sketched;  ///< S Π q
     };
 
-    explicit TurboQuantProdCodec(quantizer_type q) : q_(std::move(q)) {
+    explicit TurboQuantProdCodec(quantizer_type q) : VectorCodecBase(std::move(q)), c_(q_.qjl_scale()) {
         if (q_.codebook()) {
             const auto c = q_.codebook()->centroids();
             centroids_.assign(c.begin(), c.end());
-            packer_.emplace(q_.mse_bits());
         }
-        c_ = static_cast<float>(optiq::detail::sqrt_half_pi / static_cast<double>(q_.sketch_rows()));
     }
 
-    [[nodiscard]] const quantizer_type& quantizer() const noexcept { return q_; }
-    [[nodiscard]] std::size_t dim() const noexcept { return q_.dim(); }
-    [[nodiscard]] int bits() const noexcept { return q_.bits(); }
-    [[nodiscard]] std::string name() const { return q_.name(); }
-    [[nodiscard]] std::size_t words_per_token() const noexcept { return q_.words_per_vector(); }
-    [[nodiscard]] std::size_t side_per_token() const noexcept { return 2; }
     [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim() + q_.sketch_rows(); }
-    [[nodiscard]] scratch_type make_scratch() const {
-        return scratch_type{std::vector<float>(dim()), std::vector<std::uint8_t>(dim())};
-    }
-
-    void encode(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side, scratch_type&) const {
-        detail::encode_one(q_, x, words, side);
-    }
-    void decode(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out) const {
-        detail::decode_one(q_, words, side, q_.side_type(), out);
-    }
 
     void prepare_query(std::span<const float> q, query_state& st, scratch_type&) const {
         const std::size_t d = dim(), k = centroids_.size();
@@ -96,11 +73,12 @@ public:
     void score(std::span<const query_state> states, std::span<const std::uint32_t> words, std::span<const float> side,
                scratch_type& scratch, float* out, std::size_t stride) const {
         const std::size_t mw = q_.mse_words_per_vector();
-        if (packer_) packer_->unpack(words.subspan(0, mw), scratch.codes);
+        const auto& packer = q_.mse_packer();
+        if (packer) packer->unpack(words.subspan(0, mw), scratch.codes);
         const auto signs = words.subspan(mw);
         for (std::size_t s = 0; s < states.size(); ++s) {
             float acc =
-                packer_ ? detail::lut_sum(states[s].lut.data(), scratch.codes.data(), dim(), centroids_.size()) : 0.0f;
+                packer ? detail::lut_sum(states[s].lut.data(), scratch.codes.data(), dim(), centroids_.size()) : 0.0f;
             acc += c_ * side[1] * q_.sketch().signed_sum(states[s].sketched, signs);
             out[s * stride] = side[0] * acc;
         }
@@ -109,35 +87,29 @@ public:
     void accumulate(std::span<const std::uint32_t> words, std::span<const float> side, scratch_type& scratch,
                     const float* weights, std::size_t stride, float* accs, std::size_t n) const {
         const std::size_t d = dim(), m = q_.sketch_rows(), mw = q_.mse_words_per_vector();
-        if (packer_) packer_->unpack(words.subspan(0, mw), scratch.codes);
+        const auto& packer = q_.mse_packer();
+        if (packer) packer->unpack(words.subspan(0, mw), scratch.codes);
         const auto signs = words.subspan(mw);
         for (std::size_t s = 0; s < n; ++s) {
             const float w = weights[s * stride] * side[0];
             float* acc = accs + s * (d + m);
-            if (packer_)
+            if (packer)
                 for (std::size_t i = 0; i < d; ++i) acc[i] += w * centroids_[scratch.codes[i]];
-            const float wz = w * c_ * side[1];
-            for (std::size_t r = 0; r < m; ++r) acc[d + r] += ((signs[r / 32] >> (r % 32)) & 1u) != 0 ? wz : -wz;
+            q_.sketch().add_signs(signs, w * c_ * side[1], acc + d);
         }
     }
 
     void finish(std::span<const float> acc, std::span<float> out, scratch_type& scratch) const {
-        const std::size_t d = dim(), m = q_.sketch_rows();
-        const float* s = q_.sketch().matrix().data();
-        float* y = scratch.y.data();
+        const std::size_t d = dim();
+        std::span<float> y(scratch.y);
         for (std::size_t i = 0; i < d; ++i) y[i] = acc[i];
-        for (std::size_t r = 0; r < m; ++r) {
-            const float a = acc[d + r];
-            for (std::size_t i = 0; i < d; ++i) y[i] += a * s[r * d + i];
-        }
-        q_.preconditioner().inverse(std::span<const float>(y, d), out);
+        q_.sketch().add_transposed(acc.subspan(d), y);  // + Sᵀ (sketch coefficients)
+        q_.preconditioner().inverse(y, out);
     }
 
 private:
-    quantizer_type q_;
+    float c_;  ///< sqrt(π/2)/m
     std::vector<float> centroids_;
-    std::optional<MlxStream<>> packer_;
-    float c_ = 0.0f;
 };
 
 static_assert(KVCodec<TurboQuantProdCodec>);

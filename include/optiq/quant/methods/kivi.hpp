@@ -79,6 +79,83 @@ public:
     /// Tokens of an n-token batch that are quantized (the rest form the residual).
     [[nodiscard]] std::size_t quantized_count(std::size_t n) const noexcept { return n - std::min(n, residual_); }
 
+    /// Side floats of one quantized token: 2 (d/G) {scale, zero} per token (values), 0 (keys).
+    [[nodiscard]] std::size_t side_per_vector() const noexcept { return side_; }
+    /// Shared floats of one per-channel block of G tokens: d x {scale, zero} (keys only).
+    [[nodiscard]] std::size_t block_params() const noexcept { return Mode == KiviMode::per_channel ? 2 * dim_ : 0; }
+    [[nodiscard]] const MlxStream<>& packer() const noexcept { return packer_; }
+
+    /// Working storage of encode_vector/decode_vector and encode_block/decode_block.
+    struct scratch_type {
+        std::vector<std::uint8_t> codes;
+    };
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<std::uint8_t>(Mode == KiviMode::per_channel ? group_ * dim_ : dim_)};
+    }
+
+    /// Per-token mode: one token into words_per_vector() words and side_per_vector() {scale, zero}.
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch) const
+        requires(Mode == KiviMode::per_token)
+    {
+        for (std::size_t c0 = 0, g = 0; c0 < dim_; c0 += group_, ++g) {
+            const float* v = x.data() + c0;
+            const auto [lo, hi] = std::minmax_element(v, v + group_);
+            const float s = round_side((*hi - *lo) / levels_, side_type_), z = round_side(*lo, side_type_);
+            side[2 * g] = s;
+            side[2 * g + 1] = z;
+            for (std::size_t c = 0; c < group_; ++c) scratch.codes[c0 + c] = encode_one(v[c], s, z);
+        }
+        packer_.pack(std::span<const std::uint8_t>(scratch.codes.data(), dim_), words);
+    }
+
+    void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,
+                       scratch_type& scratch) const
+        requires(Mode == KiviMode::per_token)
+    {
+        const std::span<std::uint8_t> codes(scratch.codes.data(), dim_);
+        packer_.unpack(words, codes);
+        for (std::size_t c = 0; c < dim_; ++c)
+            out[c] = decode_one(codes[c], side[2 * (c / group_)], side[2 * (c / group_) + 1]);
+    }
+
+    /// Per-channel mode: t = 1..G tokens (x: t * dim()) sharing one {scale, zero} per channel,
+    /// into t * words_per_vector() words and block_params() params (interleaved per channel).
+    void encode_block(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> params,
+                      scratch_type& scratch) const
+        requires(Mode == KiviMode::per_channel)
+    {
+        const std::size_t t1 = x.size() / dim_;
+        for (std::size_t c = 0; c < dim_; ++c) {
+            float mn = x[c], mx = mn;
+            for (std::size_t t = 1; t < t1; ++t) {
+                mn = std::min(mn, x[t * dim_ + c]);
+                mx = std::max(mx, x[t * dim_ + c]);
+            }
+            const float s = round_side((mx - mn) / levels_, side_type_), z = round_side(mn, side_type_);
+            params[2 * c] = s;
+            params[2 * c + 1] = z;
+            for (std::size_t t = 0; t < t1; ++t) scratch.codes[t * dim_ + c] = encode_one(x[t * dim_ + c], s, z);
+        }
+        for (std::size_t t = 0; t < t1; ++t)
+            packer_.pack(std::span<const std::uint8_t>(scratch.codes.data() + t * dim_, dim_),
+                         words.subspan(t * words_, words_));
+    }
+
+    /// Decodes the t tokens of one per-channel block (out: t * dim(), t = words.size() / words_per_vector()).
+    void decode_block(std::span<const std::uint32_t> words, std::span<const float> params, std::span<float> out,
+                      scratch_type& scratch) const
+        requires(Mode == KiviMode::per_channel)
+    {
+        const std::size_t t1 = words.size() / words_;
+        const std::span<std::uint8_t> codes(scratch.codes.data(), dim_);
+        for (std::size_t t = 0; t < t1; ++t) {
+            packer_.unpack(words.subspan(t * words_, words_), codes);
+            float* o = out.data() + t * dim_;
+            for (std::size_t c = 0; c < dim_; ++c) o[c] = decode_one(codes[c], params[2 * c], params[2 * c + 1]);
+        }
+    }
+
     /// Encodes n token vectors (x.size() == n * dim()).
     [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
         const std::size_t n = detail::check_batch(x, dim_, "Kivi::encode");
@@ -93,38 +170,19 @@ public:
         b.side.assign(nq * side_, 0.0f);
         b.shared.assign(shared_params(nq) + r * dim_, 0.0f);
 
-        std::vector<std::uint8_t> codes(nq * dim_);
+        scratch_type scratch = make_scratch();
         if constexpr (Mode == KiviMode::per_channel) {
             for (std::size_t t0 = 0, g = 0; t0 < nq; t0 += group_, ++g) {
                 const std::size_t t1 = std::min(nq, t0 + group_);
-                for (std::size_t c = 0; c < dim_; ++c) {
-                    float mn = x[t0 * dim_ + c], mx = mn;
-                    for (std::size_t t = t0 + 1; t < t1; ++t) {
-                        mn = std::min(mn, x[t * dim_ + c]);
-                        mx = std::max(mx, x[t * dim_ + c]);
-                    }
-                    const float s = round_side((mx - mn) / levels_, side_type_), z = round_side(mn, side_type_);
-                    b.shared[(g * dim_ + c) * 2] = s;
-                    b.shared[(g * dim_ + c) * 2 + 1] = z;
-                    for (std::size_t t = t0; t < t1; ++t) codes[t * dim_ + c] = encode_one(x[t * dim_ + c], s, z);
-                }
+                encode_block(x.subspan(t0 * dim_, (t1 - t0) * dim_),
+                             std::span<std::uint32_t>(b.words.data() + t0 * words_, (t1 - t0) * words_),
+                             std::span<float>(b.shared.data() + g * dim_ * 2, dim_ * 2), scratch);
             }
         } else {
-            for (std::size_t t = 0; t < nq; ++t) {
-                float* side = b.side.data() + t * side_;
-                for (std::size_t c0 = 0, g = 0; c0 < dim_; c0 += group_, ++g) {
-                    const float* v = x.data() + t * dim_ + c0;
-                    const auto [lo, hi] = std::minmax_element(v, v + group_);
-                    const float s = round_side((*hi - *lo) / levels_, side_type_), z = round_side(*lo, side_type_);
-                    side[2 * g] = s;
-                    side[2 * g + 1] = z;
-                    for (std::size_t c = 0; c < group_; ++c) codes[t * dim_ + c0 + c] = encode_one(v[c], s, z);
-                }
-            }
+            for (std::size_t t = 0; t < nq; ++t)
+                encode_vector(x.subspan(t * dim_, dim_), std::span<std::uint32_t>(b.words.data() + t * words_, words_),
+                              std::span<float>(b.side.data() + t * side_, side_), scratch);
         }
-        for (std::size_t t = 0; t < nq; ++t)
-            packer_.pack(std::span<const std::uint8_t>(codes.data() + t * dim_, dim_),
-                         std::span<std::uint32_t>(b.words.data() + t * words_, words_));
         float* res = b.shared.data() + shared_params(nq);
         for (std::size_t i = 0; i < r * dim_; ++i) res[i] = round_side(x[nq * dim_ + i], side_type_);
         return b;
@@ -134,18 +192,17 @@ public:
         check_layout(b, "Kivi::decode");
         detail::check_decode_target(b, out, dim_, "Kivi::decode");
         const std::size_t nq = quantized_count(b.count);
-        std::vector<std::uint8_t> codes(dim_);
-        for (std::size_t t = 0; t < nq; ++t) {
-            packer_.unpack(b.words_of(t), codes);
-            float* o = out.data() + t * dim_;
-            if constexpr (Mode == KiviMode::per_channel) {
-                const float* sz = b.shared.data() + (t / group_) * dim_ * 2;
-                for (std::size_t c = 0; c < dim_; ++c) o[c] = decode_one(codes[c], sz[2 * c], sz[2 * c + 1]);
-            } else {
-                const auto side = b.side_of(t);
-                for (std::size_t c = 0; c < dim_; ++c)
-                    o[c] = decode_one(codes[c], side[2 * (c / group_)], side[2 * (c / group_) + 1]);
+        scratch_type scratch = make_scratch();
+        if constexpr (Mode == KiviMode::per_channel) {
+            for (std::size_t t0 = 0, g = 0; t0 < nq; t0 += group_, ++g) {
+                const std::size_t t1 = std::min(nq, t0 + group_);
+                decode_block(std::span<const std::uint32_t>(b.words.data() + t0 * words_, (t1 - t0) * words_),
+                             std::span<const float>(b.shared.data() + g * dim_ * 2, dim_ * 2),
+                             out.subspan(t0 * dim_, (t1 - t0) * dim_), scratch);
             }
+        } else {
+            for (std::size_t t = 0; t < nq; ++t)
+                decode_vector(b.words_of(t), b.side_of(t), out.subspan(t * dim_, dim_), scratch);
         }
         const float* res = b.shared.data() + shared_params(nq);
         std::copy(res, res + (b.count - nq) * dim_, out.data() + nq * dim_);
@@ -262,5 +319,6 @@ using KiviKeys = Kivi<KiviMode::per_channel>;
 using KiviValues = Kivi<KiviMode::per_token>;
 
 static_assert(VectorQuantizer<KiviKeys> && VectorQuantizer<KiviValues>);
+static_assert(VectorCodec<KiviValues> && !VectorCodec<KiviKeys>);
 
 }  // namespace optiq

@@ -48,6 +48,7 @@
 #include "optiq/pack/mlx_stream.hpp"
 #include "optiq/precondition/concepts.hpp"
 #include "optiq/precondition/hadamard.hpp"
+#include "optiq/quant/concepts.hpp"
 #include "optiq/quant/encoded.hpp"
 
 namespace optiq {
@@ -291,49 +292,59 @@ public:
         return b;
     }
 
+    /// Per-vector working storage (encode_vector/decode_vector allocate nothing with it).
+    struct scratch_type {
+        std::vector<float> y;              ///< the rotated vector / its reconstruction
+        std::vector<double> v;             ///< the polar recursion's values
+        std::vector<std::uint8_t> codes;   ///< one level's angle codes
+    };
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<float>(dim_), std::vector<double>(dim_), std::vector<std::uint8_t>(dim_ / 2)};
+    }
+
+    /// Encodes one vector: the angle streams into words_per_vector() words, the radii into side.
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch) const {
+        encode_vector(x, words, side, scratch, 0);
+    }
+
+    void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,
+                       scratch_type& scratch) const {
+        reconstruct_rotated(words, side, scratch.y, scratch.codes);
+        precond_.inverse(scratch.y, out);
+    }
+
+    /// ŷ = the polar recursion run backwards from the stored radii and angle codes (the rotated
+    /// space: decode is Πᵀ ŷ). codes: at least dim()/2 entries.
+    void reconstruct_rotated(std::span<const std::uint32_t> words, std::span<const float> radii, std::span<float> y,
+                             std::span<std::uint8_t> codes) const {
+        for (std::size_t j = 0; j < radii_; ++j) y[j] = radii[j];
+        std::size_t m = radii_;  // values at the current level
+        for (std::size_t l = levels(); l-- > 0;) {
+            const auto& t = (*levels_)[l];
+            MlxStream<>(t.bits).unpack(words.subspan(word_offset_[l], word_offset_[l + 1] - word_offset_[l]),
+                                       codes.subspan(0, m));
+            // Backwards so that y[j] is read before y[2j], y[2j+1] (>= j) are written.
+            for (std::size_t j = m; j-- > 0;) {
+                const float r = y[j];
+                y[2 * j] = r * t.cos_c[codes[j]];
+                y[2 * j + 1] = r * t.sin_c[codes[j]];
+            }
+            m *= 2;
+        }
+    }
+
     /// Encodes n row vectors (x.size() == n * dim()).
     [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
-        const std::size_t n = detail::check_batch(x, dim_, "PolarQuant::encode");
-        EncodedBatch b = make_batch(n);
-        std::vector<float> y(dim_);
-        std::vector<double> v(dim_);
-        std::vector<std::uint8_t> codes(dim_ / 2);
-        for (std::size_t i = 0; i < n; ++i) {
-            precond_.forward(x.subspan(i * dim_, dim_), y);
-            for (std::size_t j = 0; j < dim_; ++j) v[j] = y[j];
-            auto words = b.words_of(i);
-            std::size_t m = dim_;  // values at the current level
-            for (std::size_t l = 0; l < levels(); ++l) {
-                const auto& t = (*levels_)[l];
-                m /= 2;
-                for (std::size_t j = 0; j < m; ++j) {
-                    const double even = v[2 * j], odd = v[2 * j + 1];
-                    codes[j] = t.encode(static_cast<int>(l) + 1, std::atan2(odd, even));
-                    v[j] = std::sqrt(even * even + odd * odd);  // j <= 2j: reads happen first
-                }
-                MlxStream<>(t.bits).pack(std::span<const std::uint8_t>(codes.data(), m),
-                                         words.subspan(word_offset_[l], word_offset_[l + 1] - word_offset_[l]));
-            }
-            auto side = b.side_of(i);
-            for (std::size_t j = 0; j < radii_; ++j) {
-                side[j] = round_side(static_cast<float>(v[j]), side_type_);
-                if (!std::isfinite(side[j]))
-                    detail::fail<value_error>("PolarQuant::encode: radius ", v[j], " of vector ", i, ", block ", j,
-                                              " overflows the radius storage type");
-            }
-        }
-        return b;
+        return detail::encode_rows(*this, x, "PolarQuant::encode", [self = this](auto xi, auto words, auto side, scratch_type& s, std::size_t i) {
+            self->encode_vector(xi, words, side, s, i);
+        });
     }
 
     void decode(const EncodedBatch& b, std::span<float> out) const {
         check_layout(b, "PolarQuant::decode");
         detail::check_decode_target(b, out, dim_, "PolarQuant::decode");
-        std::vector<float> y(dim_);
-        std::vector<std::uint8_t> codes(dim_ / 2);
-        for (std::size_t i = 0; i < b.count; ++i) {
-            reconstruct_rotated(b.words_of(i), b.side_of(i), y, codes);
-            precond_.inverse(y, out.subspan(i * dim_, dim_));
-        }
+        detail::decode_rows(*this, b, out);
     }
 
     [[nodiscard]] query_type prepare_query(std::span<const float> q) const {
@@ -386,22 +397,29 @@ private:
                                       words_, " words, ", radii_, " radii)");
     }
 
-    /// ŷ = the polar recursion run backwards from the stored radii and angle codes.
-    void reconstruct_rotated(std::span<const std::uint32_t> words, std::span<const float> radii, std::span<float> y,
-                             std::vector<std::uint8_t>& codes) const {
-        for (std::size_t j = 0; j < radii_; ++j) y[j] = radii[j];
-        std::size_t m = radii_;  // values at the current level
-        for (std::size_t l = levels(); l-- > 0;) {
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch, std::size_t index) const {
+        std::vector<double>& v = scratch.v;
+        std::vector<std::uint8_t>& codes = scratch.codes;
+        precond_.forward(x, scratch.y);
+        for (std::size_t j = 0; j < dim_; ++j) v[j] = scratch.y[j];
+        std::size_t m = dim_;  // values at the current level
+        for (std::size_t l = 0; l < levels(); ++l) {
             const auto& t = (*levels_)[l];
-            MlxStream<>(t.bits).unpack(words.subspan(word_offset_[l], word_offset_[l + 1] - word_offset_[l]),
-                                       std::span<std::uint8_t>(codes.data(), m));
-            // Backwards so that y[j] is read before y[2j], y[2j+1] (>= j) are written.
-            for (std::size_t j = m; j-- > 0;) {
-                const float r = y[j];
-                y[2 * j] = r * t.cos_c[codes[j]];
-                y[2 * j + 1] = r * t.sin_c[codes[j]];
+            m /= 2;
+            for (std::size_t j = 0; j < m; ++j) {
+                const double even = v[2 * j], odd = v[2 * j + 1];
+                codes[j] = t.encode(static_cast<int>(l) + 1, std::atan2(odd, even));
+                v[j] = std::sqrt(even * even + odd * odd);  // j <= 2j: reads happen first
             }
-            m *= 2;
+            MlxStream<>(t.bits).pack(std::span<const std::uint8_t>(codes.data(), m),
+                                     words.subspan(word_offset_[l], word_offset_[l + 1] - word_offset_[l]));
+        }
+        for (std::size_t j = 0; j < radii_; ++j) {
+            side[j] = round_side(static_cast<float>(v[j]), side_type_);
+            if (!std::isfinite(side[j]))
+                detail::fail<value_error>("PolarQuant::encode: radius ", v[j], " of vector ", index, ", block ", j,
+                                          " overflows the radius storage type");
         }
     }
 
@@ -414,5 +432,7 @@ private:
     std::vector<std::size_t> word_offset_;  ///< L+1 entries: level starts, then the total
     std::shared_ptr<const std::vector<detail::PolarLevel>> levels_;
 };
+
+static_assert(VectorQuantizer<PolarQuant<>> && VectorCodec<PolarQuant<>>);
 
 }  // namespace optiq

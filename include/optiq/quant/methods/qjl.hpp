@@ -99,6 +99,21 @@ public:
         }
     }
 
+    /// out += Sᵀ a (a: rows() floats, out: dim() floats), rows taken in order.
+    void add_transposed(std::span<const float> a, std::span<float> out) const noexcept {
+        const float* s = s_->data();
+        for (std::size_t i = 0; i < rows_; ++i) {
+            const float ai = a[i];
+            const float* row = s + i * dim_;
+            for (std::size_t j = 0; j < dim_; ++j) out[j] += ai * row[j];
+        }
+    }
+
+    /// acc_i += w z_i for the sign bits z = ±1 (acc: rows() floats).
+    void add_signs(std::span<const std::uint32_t> words, float w, float* acc) const noexcept {
+        for (std::size_t i = 0; i < rows_; ++i) acc[i] += ((words[i / 32] >> (i % 32)) & 1u) != 0 ? w : -w;
+    }
+
 private:
     // Eight independent partial sums: a fixed summation order the compiler can vectorise.
     [[nodiscard]] static float dot(const float* a, const float* b, std::size_t n) noexcept {
@@ -182,20 +197,35 @@ public:
         return b;
     }
 
+    /// Per-vector working storage: the projection S x.
+    struct scratch_type {
+        std::vector<float> proj;
+    };
+    [[nodiscard]] scratch_type make_scratch() const { return scratch_type{std::vector<float>(sketch_.rows())}; }
+
+    /// Encodes one vector: sign(S x) into words_per_vector() words, ‖x‖ into side[0].
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch) const {
+        encode_vector(x, words, side, scratch, 0);
+    }
+
+    /// (sqrt(π/2)/m) ‖k‖ Sᵀ z.
+    void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,
+                       scratch_type& /*scratch*/) const {
+        for (auto& v : out) v = 0.0f;
+        sketch_.add_transposed_signs(words, scale() * side[0], out);
+    }
+
+    /// sqrt(π/2)/m.
+    [[nodiscard]] float scale() const noexcept {
+        return static_cast<float>(detail::sqrt_half_pi / static_cast<double>(sketch_.rows()));
+    }
+
     /// Encodes n row vectors (x.size() == n * dim()).
     [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
-        const std::size_t d = dim();
-        const std::size_t n = detail::check_batch(x, d, "QJL::encode");
-        EncodedBatch b = make_batch(n);
-        std::vector<float> v(sketch_.rows());
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto xi = x.subspan(i * d, d);
-            sketch_.project(xi, v);
-            sketch_.pack_signs(v, b.words_of(i));
-            const auto norm = static_cast<float>(detail::norm2_of(xi));
-            b.side_of(i)[0] = detail::checked_side(norm, side_type_, "QJL::encode", i);
-        }
-        return b;
+        return detail::encode_rows(*this, x, "QJL::encode", [self = this](auto xi, auto words, auto side, scratch_type& s, std::size_t i) {
+            self->encode_vector(xi, words, side, s, i);
+        });
     }
 
     /// out_i = (sqrt(π/2)/m) ‖k_i‖ Sᵀ z_i.
@@ -203,11 +233,7 @@ public:
         const std::size_t d = dim();
         detail::check_batch_layout(b, d, words_per_vector(), 1, "QJL::decode");
         detail::check_decode_target(b, out, d, "QJL::decode");
-        for (std::size_t i = 0; i < b.count; ++i) {
-            const auto o = out.subspan(i * d, d);
-            for (auto& v : o) v = 0.0f;
-            sketch_.add_transposed_signs(b.words_of(i), scale() * b.side_of(i)[0], o);
-        }
+        detail::decode_rows(*this, b, out);
     }
 
     [[nodiscard]] query_type prepare_query(std::span<const float> q) const {
@@ -231,8 +257,11 @@ public:
     }
 
 private:
-    [[nodiscard]] float scale() const noexcept {
-        return static_cast<float>(detail::sqrt_half_pi / static_cast<double>(sketch_.rows()));
+    void encode_vector(std::span<const float> xi, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch, std::size_t index) const {
+        sketch_.project(xi, scratch.proj);
+        sketch_.pack_signs(scratch.proj, words);
+        side[0] = detail::checked_side(static_cast<float>(detail::norm2_of(xi)), side_type_, "QJL::encode", index);
     }
 
     detail::GaussianSketch sketch_;
@@ -240,6 +269,6 @@ private:
     SideType side_type_;
 };
 
-static_assert(VectorQuantizer<QJL>);
+static_assert(VectorQuantizer<QJL> && VectorCodec<QJL>);
 
 }  // namespace optiq

@@ -92,43 +92,43 @@ public:
         return b;
     }
 
+    /// Per-vector working storage (encode_vector/decode_vector allocate nothing with it).
+    struct scratch_type {
+        std::vector<float> y;
+        std::vector<std::uint8_t> c1, c2;  ///< stage-1 and stage-2 codes
+    };
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<float>(dim_), std::vector<std::uint8_t>(dim_), std::vector<std::uint8_t>(dim_)};
+    }
+    /// The packer of each stage's codes (b bits; stage 1 in the first half of the words).
+    [[nodiscard]] const MlxStream<>& packer() const noexcept { return packer_; }
+
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch) const {
+        encode_vector(x, words, side, scratch, 0);
+    }
+
+    /// k̃ = n Πᵀ (ĉ₁ + ĉ₂).
+    void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,
+                       scratch_type& scratch) const {
+        unpack(words, scratch.c1, scratch.c2);
+        for (std::size_t j = 0; j < dim_; ++j)
+            out[j] = stage1_.centroids()[scratch.c1[j]] + stage2_.centroids()[scratch.c2[j]];
+        precond_.inverse(out, out);
+        const float scale = side[0];
+        for (auto& v : out) v *= scale;
+    }
+
     [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
-        const std::size_t n = detail::check_batch(x, dim_, "RVQ::encode");
-        EncodedBatch b = make_batch(n);
-        std::vector<float> y(dim_);
-        std::vector<std::uint8_t> c1(dim_), c2(dim_);
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto xi = x.subspan(i * dim_, dim_);
-            const auto words = b.words_of(i);
-            const float scale = std::max(static_cast<float>(detail::norm2_of(xi)), min_scale);
-            const float inv = 1.0f / scale;
-            for (std::size_t j = 0; j < dim_; ++j) y[j] = xi[j] * inv;
-            precond_.forward(y, y);
-            for (std::size_t j = 0; j < dim_; ++j) {
-                const std::uint32_t a = stage1_.encode(y[j]);
-                const float r = y[j] - stage1_.centroids()[a];
-                c1[j] = static_cast<std::uint8_t>(a);
-                c2[j] = static_cast<std::uint8_t>(stage2_.encode(r));
-            }
-            packer_.pack(c1, words.subspan(0, stage_words_));
-            packer_.pack(c2, words.subspan(stage_words_, stage_words_));
-            b.side_of(i)[0] = detail::checked_side(scale, side_type_, "RVQ::encode", i);
-        }
-        return b;
+        return detail::encode_rows(*this, x, "RVQ::encode", [self = this](auto xi, auto words, auto side, scratch_type& s, std::size_t i) {
+            self->encode_vector(xi, words, side, s, i);
+        });
     }
 
     void decode(const EncodedBatch& b, std::span<float> out) const {
         detail::check_batch_layout(b, dim_, 2 * stage_words_, 1, "RVQ::decode");
         detail::check_decode_target(b, out, dim_, "RVQ::decode");
-        std::vector<std::uint8_t> c1(dim_), c2(dim_);
-        for (std::size_t i = 0; i < b.count; ++i) {
-            const auto o = out.subspan(i * dim_, dim_);
-            unpack(b.words_of(i), c1, c2);
-            for (std::size_t j = 0; j < dim_; ++j) o[j] = stage1_.centroids()[c1[j]] + stage2_.centroids()[c2[j]];
-            precond_.inverse(o, o);
-            const float scale = b.side_of(i)[0];
-            for (auto& v : o) v *= scale;
-        }
+        detail::decode_rows(*this, b, out);
     }
 
     [[nodiscard]] query_type prepare_query(std::span<const float> q) const {
@@ -171,6 +171,24 @@ private:
         return LloydMax<D>(detail::unit_coordinate_density<D>(dim), bits);
     }
 
+    void encode_vector(std::span<const float> xi, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch, std::size_t index) const {
+        std::span<float> y(scratch.y);
+        const float scale = std::max(static_cast<float>(detail::norm2_of(xi)), min_scale);
+        const float inv = 1.0f / scale;
+        for (std::size_t j = 0; j < dim_; ++j) y[j] = xi[j] * inv;
+        precond_.forward(y, y);
+        for (std::size_t j = 0; j < dim_; ++j) {
+            const std::uint32_t a = stage1_.encode(y[j]);
+            const float r = y[j] - stage1_.centroids()[a];
+            scratch.c1[j] = static_cast<std::uint8_t>(a);
+            scratch.c2[j] = static_cast<std::uint8_t>(stage2_.encode(r));
+        }
+        packer_.pack(scratch.c1, words.subspan(0, stage_words_));
+        packer_.pack(scratch.c2, words.subspan(stage_words_, stage_words_));
+        side[0] = detail::checked_side(scale, side_type_, "RVQ::encode", index);
+    }
+
     void unpack(std::span<const std::uint32_t> words, std::span<std::uint8_t> c1, std::span<std::uint8_t> c2) const {
         packer_.unpack(words.subspan(0, stage_words_), c1);
         packer_.unpack(words.subspan(stage_words_, stage_words_), c2);
@@ -185,6 +203,6 @@ private:
     std::size_t stage_words_ = 0;
 };
 
-static_assert(VectorQuantizer<RVQ<>>);
+static_assert(VectorQuantizer<RVQ<>> && VectorCodec<RVQ<>>);
 
 }  // namespace optiq

@@ -208,52 +208,53 @@ public:
         return b;
     }
 
-    [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
-        const std::size_t n = detail::check_batch(x, dim_, "TurboQuantProd::encode");
-        EncodedBatch b = make_batch(n);
-        std::vector<float> y(dim_), proj(sketch_.rows());
-        std::vector<std::uint8_t> codes(dim_);
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto xi = x.subspan(i * dim_, dim_);
-            const auto words = b.words_of(i);
-            const float norm = static_cast<float>(detail::norm2_of(xi));
-            const float inv = norm > 0.0f ? 1.0f / norm : 0.0f;
-            for (std::size_t j = 0; j < dim_; ++j) y[j] = xi[j] * inv;
-            precond_.forward(y, y);
-            if (codebook_) {
-                for (std::size_t j = 0; j < dim_; ++j) {
-                    const std::uint32_t c = codebook_->encode(y[j]);
-                    codes[j] = static_cast<std::uint8_t>(c);
-                    y[j] -= codebook_->centroids()[c];  // y becomes the residual r
-                }
-                packer_->pack(codes, words.subspan(0, mse_words_));
-            }
-            sketch_.project(y, proj);
-            sketch_.pack_signs(proj, words.subspan(mse_words_));
-            b.side_of(i)[0] = detail::checked_side(norm, side_type_, "TurboQuantProd::encode", i);
-            b.side_of(i)[1] = round_side(static_cast<float>(detail::norm2_of(y)), side_type_);  // γ <= 2
+    /// Per-vector working storage (encode_vector/decode_vector allocate nothing with it).
+    struct scratch_type {
+        std::vector<float> y;             ///< rotated vector, then its residual
+        std::vector<float> proj;          ///< S r
+        std::vector<std::uint8_t> codes;  ///< the b − 1 bit codes
+    };
+    [[nodiscard]] scratch_type make_scratch() const {
+        return scratch_type{std::vector<float>(dim_), std::vector<float>(sketch_.rows()), std::vector<std::uint8_t>(dim_)};
+    }
+
+    /// Encodes one vector into words_per_vector() words and side_per_vector() side floats.
+    void encode_vector(std::span<const float> x, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch) const {
+        encode_vector(x, words, side, scratch, 0);
+    }
+
+    /// Decodes one vector: ‖x‖ Πᵀ (ŷ + c γ Sᵀ z).
+    void decode_vector(std::span<const std::uint32_t> words, std::span<const float> side, std::span<float> out,
+                       scratch_type& scratch) const {
+        if (codebook_) {
+            packer_->unpack(words.subspan(0, mse_words_), scratch.codes);
+            for (std::size_t j = 0; j < dim_; ++j) out[j] = codebook_->decode(scratch.codes[j]);
+        } else {
+            for (auto& v : out) v = 0.0f;
         }
-        return b;
+        sketch_.add_transposed_signs(words.subspan(mse_words_), qjl_scale() * side[1], out);
+        precond_.inverse(out, out);
+        for (auto& v : out) v *= side[0];
+    }
+
+    /// The (b − 1)-bit MSE code packer; absent at b = 1.
+    [[nodiscard]] const std::optional<MlxStream<>>& mse_packer() const noexcept { return packer_; }
+    /// sqrt(π/2)/m, the factor of the sketch term.
+    [[nodiscard]] float qjl_scale() const noexcept {
+        return static_cast<float>(detail::sqrt_half_pi / static_cast<double>(sketch_.rows()));
+    }
+
+    [[nodiscard]] EncodedBatch encode(std::span<const float> x) const {
+        return detail::encode_rows(*this, x, "TurboQuantProd::encode", [self = this](auto xi, auto words, auto side, scratch_type& s, std::size_t i) {
+            self->encode_vector(xi, words, side, s, i);
+        });
     }
 
     void decode(const EncodedBatch& b, std::span<float> out) const {
         detail::check_batch_layout(b, dim_, words_, 2, "TurboQuantProd::decode");
         detail::check_decode_target(b, out, dim_, "TurboQuantProd::decode");
-        std::vector<std::uint8_t> codes(dim_);
-        for (std::size_t i = 0; i < b.count; ++i) {
-            const auto o = out.subspan(i * dim_, dim_);
-            const auto words = b.words_of(i);
-            const auto side = b.side_of(i);
-            if (codebook_) {
-                packer_->unpack(words.subspan(0, mse_words_), codes);
-                for (std::size_t j = 0; j < dim_; ++j) o[j] = codebook_->decode(codes[j]);
-            } else {
-                for (auto& v : o) v = 0.0f;
-            }
-            sketch_.add_transposed_signs(words.subspan(mse_words_), qjl_scale() * side[1], o);
-            precond_.inverse(o, o);
-            for (auto& v : o) v *= side[0];
-        }
+        detail::decode_rows(*this, b, out);
     }
 
     [[nodiscard]] query_type prepare_query(std::span<const float> q) const {
@@ -305,8 +306,25 @@ private:
         detail::check_turboquant_bits(bits, "TurboQuantProd");
         return bits;
     }
-    [[nodiscard]] float qjl_scale() const noexcept {
-        return static_cast<float>(detail::sqrt_half_pi / static_cast<double>(sketch_.rows()));
+    void encode_vector(std::span<const float> xi, std::span<std::uint32_t> words, std::span<float> side,
+                       scratch_type& scratch, std::size_t index) const {
+        std::span<float> y(scratch.y);
+        const float norm = static_cast<float>(detail::norm2_of(xi));
+        const float inv = norm > 0.0f ? 1.0f / norm : 0.0f;
+        for (std::size_t j = 0; j < dim_; ++j) y[j] = xi[j] * inv;
+        precond_.forward(y, y);
+        if (codebook_) {
+            for (std::size_t j = 0; j < dim_; ++j) {
+                const std::uint32_t c = codebook_->encode(y[j]);
+                scratch.codes[j] = static_cast<std::uint8_t>(c);
+                y[j] -= codebook_->centroids()[c];  // y becomes the residual r
+            }
+            packer_->pack(scratch.codes, words.subspan(0, mse_words_));
+        }
+        sketch_.project(y, scratch.proj);
+        sketch_.pack_signs(scratch.proj, words.subspan(mse_words_));
+        side[0] = detail::checked_side(norm, side_type_, "TurboQuantProd::encode", index);
+        side[1] = round_side(static_cast<float>(detail::norm2_of(y)), side_type_);  // γ <= 2
     }
 
     P precond_;
@@ -321,5 +339,6 @@ private:
 static_assert(VectorQuantizer<TurboQuantMSE<4>>);
 static_assert(VectorQuantizer<TurboQuantMSE<>>);
 static_assert(VectorQuantizer<TurboQuantProd<>>);
+static_assert(VectorCodec<TurboQuantMSE<4>> && VectorCodec<TurboQuantMSE<>> && VectorCodec<TurboQuantProd<>>);
 
 }  // namespace optiq
