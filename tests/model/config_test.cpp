@@ -1,0 +1,89 @@
+#include "optiq/model/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace optiq::model {
+namespace {
+
+nlohmann::json smollm2() {
+    return {{"model_type", "llama"},          {"hidden_size", 576},        {"intermediate_size", 1536},
+            {"num_hidden_layers", 30},        {"num_attention_heads", 9},  {"num_key_value_heads", 3},
+            {"vocab_size", 49152},            {"rms_norm_eps", 1e-5},      {"rope_theta", 100000.0},
+            {"tie_word_embeddings", true},    {"max_position_embeddings", 8192}, {"eos_token_id", 2},
+            {"bos_token_id", 1}};
+}
+
+TEST(ModelConfig, ReadsHfConfig) {
+    const auto c = config_from_hf_json(smollm2(), "config.json");
+    EXPECT_EQ(c.arch, Arch::llama);
+    EXPECT_EQ(c.head_dim, 64u);
+    EXPECT_EQ(c.kv_dim(), 192u);
+    EXPECT_TRUE(c.tie_word_embeddings);
+    EXPECT_FALSE(c.rope_interleaved);
+    EXPECT_FALSE(c.attention_bias);
+    EXPECT_EQ(c.eos_token_ids, std::vector<int>{2});
+    EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
+    auto q2 = smollm2();
+    q2["model_type"] = "qwen2";
+    q2["eos_token_id"] = {151645, 151643};
+    const auto cq = config_from_hf_json(q2, "q");
+    EXPECT_TRUE(cq.attention_bias);
+    EXPECT_EQ(cq.eos_token_ids, (std::vector<int>{151645, 151643}));
+    auto q3 = smollm2();
+    q3["model_type"] = "qwen3";
+    q3["head_dim"] = 128;
+    const auto c3 = config_from_hf_json(q3, "q3");
+    EXPECT_TRUE(c3.qk_norm);
+    EXPECT_EQ(c3.q_dim(), 9u * 128u);
+}
+
+TEST(ModelConfig, RopeFrequenciesAndLlama3Scaling) {
+    auto c = config_from_hf_json(smollm2(), "c");
+    const auto f = c.rope_inv_freq();
+    ASSERT_EQ(f.size(), 32u);
+    EXPECT_FLOAT_EQ(f[0], 1.0f);
+    EXPECT_NEAR(f[16], std::pow(100000.0, -0.5), 1e-9);
+    // Llama 3.1/3.2 scaling: factor 32, low 1, high 4, original 8192 (HF _compute_llama3_parameters).
+    auto j = smollm2();
+    j["rope_theta"] = 500000.0;
+    j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+    const auto s = config_from_hf_json(j, "s").rope_inv_freq();
+    j.erase("rope_scaling");
+    const auto u = config_from_hf_json(j, "u").rope_inv_freq();
+    const double pi = 3.14159265358979;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const double wl = 2 * pi / u[i];
+        if (wl < 8192.0 / 4) EXPECT_FLOAT_EQ(s[i], u[i]) << i;              // high frequencies kept
+        else if (wl > 8192.0) EXPECT_FLOAT_EQ(s[i], u[i] / 32.0f) << i;    // low frequencies / factor
+        else {
+            const double sm = (8192.0 / wl - 1.0) / 3.0;
+            EXPECT_NEAR(s[i], (1 - sm) * u[i] / 32 + sm * u[i], 1e-6 * u[i]) << i;
+        }
+    }
+}
+
+TEST(ModelConfig, ErrorsNameTheSource) {
+    auto j = smollm2();
+    j["model_type"] = "gpt_neox";
+    try {
+        (void)config_from_hf_json(j, "dir/config.json");
+        FAIL();
+    } catch (const config_error& e) {
+        EXPECT_NE(std::string(e.what()).find("dir/config.json: unknown architecture 'gpt_neox'"), std::string::npos);
+    }
+    j = smollm2();
+    j.erase("hidden_size");
+    EXPECT_THROW((void)config_from_hf_json(j, "c"), format_error);
+    j = smollm2();
+    j["num_key_value_heads"] = 4;
+    EXPECT_THROW((void)config_from_hf_json(j, "c"), config_error);
+    j = smollm2();
+    j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+    EXPECT_THROW((void)config_from_hf_json(j, "c"), config_error);
+}
+
+}  // namespace
+}  // namespace optiq::model

@@ -1,0 +1,105 @@
+#include "optiq/model/sampling.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+namespace optiq::model {
+namespace {
+
+const std::vector<float> kLogits{1.0f, 3.0f, 2.0f, 0.0f, 3.0f, -1.0f};
+
+TEST(Sampler, GreedyIsArgmaxLowestIdOnTies) {
+    Sampler s;
+    EXPECT_EQ(s.sample(kLogits), 1);
+    EXPECT_EQ(Sampler::argmax(kLogits), 1);
+    SamplingOptions o;
+    o.temperature = 5.0f;
+    o.top_k = 1;
+    Sampler k1(o);
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(k1.sample(kLogits), 1);  // top-1 keeps the lowest id of the tie
+}
+
+TEST(Sampler, SameSeedSameTokensDifferentSeedDifferent) {
+    SamplingOptions o;
+    o.temperature = 1.0f;
+    o.seed = 7;
+    Sampler a(o), b(o);
+    o.seed = 8;
+    Sampler c(o);
+    std::vector<int> ta, tb, tc;
+    for (int i = 0; i < 64; ++i) {
+        ta.push_back(a.sample(kLogits));
+        tb.push_back(b.sample(kLogits));
+        tc.push_back(c.sample(kLogits));
+    }
+    EXPECT_EQ(ta, tb);
+    EXPECT_NE(ta, tc);
+}
+
+TEST(Sampler, FrequenciesFollowSoftmaxAtTemperature) {
+    SamplingOptions o;
+    o.temperature = 2.0f;
+    o.seed = 1;
+    Sampler s(o);
+    const int n = 40000;
+    std::vector<int> count(kLogits.size());
+    for (int i = 0; i < n; ++i) ++count[static_cast<std::size_t>(s.sample(kLogits))];
+    double z = 0;
+    for (float l : kLogits) z += std::exp(l / 2.0);
+    for (std::size_t i = 0; i < kLogits.size(); ++i) {
+        const double p = std::exp(kLogits[i] / 2.0) / z;
+        EXPECT_NEAR(count[i] / double(n), p, 4.5 * std::sqrt(p * (1 - p) / n) + 1e-4) << "token " << i;
+    }
+}
+
+TEST(Sampler, TopKTopPMinPRestrictTheSupport) {
+    auto support = [](SamplingOptions o) {
+        o.temperature = 1.0f;
+        Sampler s(o);
+        std::vector<int> seen(kLogits.size());
+        for (int i = 0; i < 3000; ++i) seen[static_cast<std::size_t>(s.sample(kLogits))] = 1;
+        return seen;
+    };
+    SamplingOptions k;
+    k.top_k = 3;  // ids 1, 4 (logit 3), 2 (logit 2)
+    EXPECT_EQ(support(k), (std::vector<int>{0, 1, 1, 0, 1, 0}));
+    SamplingOptions p;
+    p.top_p = 0.7f;  // p(1) = p(4) = 0.3995..., two reach 0.7
+    EXPECT_EQ(support(p), (std::vector<int>{0, 1, 0, 0, 1, 0}));
+    SamplingOptions m;
+    m.min_p = 0.3f;  // p(2)/p_max = e^-1 = 0.37 kept, p(0)/p_max = e^-2 = 0.135 dropped
+    EXPECT_EQ(support(m), (std::vector<int>{0, 1, 1, 0, 1, 0}));
+}
+
+TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
+    SamplingOptions o;
+    o.repetition_penalty = 2.0f;
+    Sampler s(o);
+    const std::vector<std::int32_t> hist{1, 4};
+    EXPECT_EQ(s.sample(kLogits, hist), 2);  // 3/2 = 1.5 < 2
+    const std::vector<float> neg{-1.0f, -0.6f};
+    const std::vector<std::int32_t> h1{1};
+    EXPECT_EQ(s.sample(neg, h1), 0);  // -0.6 * 2 = -1.2 < -1
+    o.repetition_window = 1;          // only the last token (4) is penalized
+    Sampler w(o);
+    EXPECT_EQ(w.sample(kLogits, hist), 1);
+}
+
+TEST(Sampler, RejectsBadOptions) {
+    SamplingOptions o;
+    o.top_p = 0.0f;
+    EXPECT_THROW(Sampler{o}, config_error);
+    o = {};
+    o.min_p = 1.5f;
+    EXPECT_THROW(Sampler{o}, config_error);
+    o = {};
+    o.repetition_penalty = 0.0f;
+    EXPECT_THROW(Sampler{o}, config_error);
+    Sampler s;
+    EXPECT_THROW((void)s.sample(std::vector<float>{}), value_error);
+}
+
+}  // namespace
+}  // namespace optiq::model

@@ -1,0 +1,74 @@
+// SmolLM2-135M-Instruct Q4_1 (scripts/fetch_models.sh): ~135M parameters, so these tests are
+// named Slow* (ctest label "slow": the sanitizer configuration skips them). Skipped when the
+// file is absent, except under CI=true.
+#include <gtest/gtest.h>
+
+#include "model_test_util.hpp"
+#include "optiq/model/generate.hpp"
+
+namespace optiq::model::test {
+namespace {
+
+
+#define OPTIQ_REQUIRE_SMOLLM2()                                                                  \
+    if (!std::filesystem::exists(smollm_gguf())) {                                               \
+        if (io::test::ci()) FAIL() << "missing " << smollm_gguf();                              \
+        GTEST_SKIP() << smollm_gguf() << " not found (run scripts/fetch_models.sh)";            \
+    }
+
+TEST(SlowSmolLM2, ConfigFromGgufAndGreedyAnswer) {
+    OPTIQ_REQUIRE_SMOLLM2();
+    auto m = load(smollm_gguf());
+    const auto& c = m.config();
+    EXPECT_EQ(c.n_layers, 30u);
+    EXPECT_EQ(c.n_heads, 9u);
+    EXPECT_EQ(c.n_kv_heads, 3u);
+    EXPECT_EQ(c.head_dim, 64u);
+    EXPECT_EQ(c.vocab_size, 49152u);
+    EXPECT_TRUE(c.rope_interleaved);
+    EXPECT_TRUE(c.tie_word_embeddings);
+    EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
+    EXPECT_EQ(c.eos_token_ids, std::vector<int>{2});
+    // "The capital of France is" -> " Paris" (ids from the GGUF vocabulary).
+    const std::vector<TokenId> prompt{504, 3575, 282, 4649, 314};
+    EXPECT_EQ(greedy(m, prompt, 1), std::vector<TokenId>{7042});
+}
+
+TEST(SlowSmolLM2, DecodeStepsEqualOneShotPrefill) {
+    OPTIQ_REQUIRE_SMOLLM2();
+    auto m = load(smollm_gguf());
+    const std::vector<TokenId> ids{504, 3575, 282, 4649, 314, 7042, 30};
+    const auto all = m.logits_all(ids);
+    m.reset();
+    float worst = 0.0f, range = 0.0f;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto lg = m.decode(ids[i]);
+        const auto row = std::span(all).subspan(i * 49152, 49152);
+        worst = std::max(worst, max_abs_diff(lg, row));
+        range = std::max(range, *std::max_element(row.begin(), row.end()) - *std::min_element(row.begin(), row.end()));
+    }
+    EXPECT_LT(worst, 1e-4f * range);
+}
+
+TEST(SlowSmolLM2, KeepingQ4_1QuantizedMatchesTheF32Path) {
+    OPTIQ_REQUIRE_SMOLLM2();
+    LoadOptions keep;
+    keep.gguf_keep_quantized = true;
+    auto q = load(smollm_gguf(), keep);
+    auto f = load(smollm_gguf());
+    EXPECT_EQ(q.linear("model.layers.0.mlp.up_proj")->describe(), "mlx_affine:4:g32");
+    EXPECT_EQ(q.linear("model.embed_tokens")->describe(), "mlx_affine:8:g32");  // the file's Q8_0 embedding
+    // Q4_1 rows equal ggml's dequantization exactly (d*q + m in f32).
+    const auto* up = q.linear("model.layers.0.mlp.up_proj");
+    std::vector<float> a(576), b(576);
+    up->row(5, a);
+    f.linear("model.layers.0.mlp.up_proj")->row(5, b);
+    EXPECT_EQ(a, b);
+    const std::vector<TokenId> ids{504, 3575, 282, 4649, 314};
+    const auto lq = q.logits_all(ids), lf = f.logits_all(ids);
+    const float range = *std::max_element(lf.begin(), lf.end()) - *std::min_element(lf.begin(), lf.end());
+    EXPECT_LT(max_abs_diff(lq, lf), 1e-4f * range);
+}
+
+}  // namespace
+}  // namespace optiq::model::test

@@ -1,0 +1,122 @@
+#include "optiq/model/transformer.hpp"
+
+#include <gtest/gtest.h>
+
+#include "model_test_util.hpp"
+#include "optiq/kv/kv_config.hpp"
+
+namespace optiq::model::test {
+namespace {
+
+TEST(Transformer, StoriesGreedyFromBosTellsLlama2cReferenceStory) {
+    auto m = stories();
+    const auto ids = greedy(m, {1}, 100);
+    const std::string text = decode_stories(ids);
+    EXPECT_EQ(text.rfind(kStory, 0), 0u) << text;
+    EXPECT_EQ(m.position(), 100u);
+}
+
+TEST(Transformer, ChunkedPrefillEqualsTokenByTokenDecode) {
+    auto m = stories();
+    std::vector<TokenId> ids{1};
+    for (TokenId t : greedy(m, {1}, 40)) ids.push_back(t);
+    m.reset();
+    std::vector<float> stepwise;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto lg = m.forward(std::span(ids).subspan(i, 1), i);
+        stepwise.insert(stepwise.end(), lg.begin(), lg.end());
+    }
+    for (std::size_t chunk : {1u, 7u, 64u}) {
+        m.set_prefill_chunk(chunk);
+        const auto all = m.logits_all(ids);
+        EXPECT_LT(max_abs_diff(all, stepwise), 1e-5f) << "chunk " << chunk;
+        // forward_from returns the tail rows; forward the last row.
+        m.reset();
+        const auto tail = m.forward_from(ids, 0, 30);
+        EXPECT_EQ(max_abs_diff(tail, std::span(all).subspan(30 * 512)), 0.0f);
+        m.reset();
+        const auto last = m.forward(ids, 0);
+        EXPECT_EQ(max_abs_diff(last, std::span(all).subspan((ids.size() - 1) * 512)), 0.0f);
+    }
+}
+
+TEST(Transformer, RollbackRerunsFromAnEarlierPosition) {
+    auto m = stories();
+    const std::vector<TokenId> a{1, 400, 261, 403, 365, 297, 300}, b{1, 400, 261, 51, 52, 53};
+    const auto want = m.logits_all(b);
+    m.reset();
+    (void)m.forward(a, 0);
+    const auto got = m.forward_from(std::span(b).subspan(3), 3, 0);  // keep the shared prefix of 3
+    EXPECT_EQ(m.position(), b.size());
+    EXPECT_EQ(max_abs_diff(got, std::span(want).subspan(3 * 512)), 0.0f);
+}
+
+TEST(Transformer, ThreadsDoNotChangeResults) {
+    TransformerOptions o1, o2;
+    o1.threads = 1;
+    o2.threads = 2;
+    auto one = stories(o1);
+    auto two = stories(o2);
+    const std::vector<TokenId> ids{1, 400, 261, 403, 365, 297, 300, 301};
+    EXPECT_EQ(max_abs_diff(one.logits_all(ids), two.logits_all(ids)), 0.0f);
+}
+
+TEST(Transformer, LinearHookSwapsOneModule) {
+    auto m = stories();
+    std::size_t count = 0;
+    m.for_each_linear([&](const std::string&, Linear&) { ++count; });
+    EXPECT_EQ(count, 1u + 7u * 5u);  // tied head: no lm_head
+    EXPECT_EQ(m.linear("lm_head"), nullptr);
+    ASSERT_NE(m.linear("model.layers.2.self_attn.q_proj"), nullptr);
+
+    const std::vector<TokenId> ids{1, 400, 261, 403, 365, 297};
+    const auto base = m.logits_all(ids);
+    const Linear original = *m.linear("model.layers.2.self_attn.q_proj");
+    const auto w = original.dequantize();
+    m.replace_linear("model.layers.2.self_attn.q_proj", Linear::mlx_affine(mlx::quantize(w, {64, 64}, 32, 2)));
+    EXPECT_EQ(m.linear("model.layers.2.self_attn.q_proj")->format(), WeightFormat::mlx_affine);
+    const auto swapped = m.logits_all(ids);
+    EXPECT_GT(max_abs_diff(base, swapped), 1e-3f);  // 2-bit q_proj moves the logits
+    m.replace_linear("model.layers.2.self_attn.q_proj", original);
+    EXPECT_EQ(max_abs_diff(base, m.logits_all(ids)), 0.0f);
+    EXPECT_THROW(m.replace_linear("model.layers.9.mlp.up_proj", original), config_error);
+    EXPECT_THROW(m.replace_linear("model.layers.2.mlp.up_proj", original), shape_error);
+}
+
+TEST(Transformer, CacheHookAndKvConfig) {
+    auto m = stories();
+    const std::vector<TokenId> ids{1, 400, 261, 403, 365, 297, 300, 301, 302};
+    const auto base = m.logits_all(ids);
+    // kv_config without entries: every layer f16 (as make_kv_caches): close to, not equal to, f32.
+    m.set_cache_factory(kv_config_cache_factory(kv::KVConfig{}));
+    const auto f16 = m.logits_all(ids);
+    const float d16 = max_abs_diff(base, f16);
+    EXPECT_GT(d16, 0.0f);
+    EXPECT_LT(d16, 2e-2f);
+    // One layer replaced by a 2-bit TurboQuant cache moves the logits more than f16 everywhere.
+    m.set_cache_factory(f32_cache_factory());
+    kv::KVLayerConfig tq_cfg;
+    tq_cfg.layer_idx = 3;
+    tq_cfg.bits = 2;
+    tq_cfg.method = "tq_mse";
+    m.set_cache(3, kv::make_kv_cache(tq_cfg, m.attention_shape()));
+    const auto tq = m.logits_all(ids);
+    EXPECT_GT(max_abs_diff(base, tq), d16);
+    EXPECT_THROW(m.set_cache(9, kv::AnyKVCache()), shape_error);
+}
+
+TEST(Transformer, RejectsBadCalls) {
+    auto m = stories();
+    const std::vector<TokenId> bad{1, 512}, neg{-1}, none;
+    EXPECT_THROW((void)m.forward(bad, 0), value_error);
+    EXPECT_THROW((void)m.forward(neg, 0), value_error);
+    EXPECT_THROW((void)m.forward(none, 0), value_error);
+    const std::vector<TokenId> ok{1};
+    EXPECT_THROW((void)m.forward(ok, 3), value_error);  // past the cached tokens
+    auto w = m.weights();
+    w.layers[1].q = Linear::f32(std::vector<float>(64 * 32), 64, 32, "q");
+    EXPECT_THROW(Transformer(m.config(), std::move(w)), shape_error);
+}
+
+}  // namespace
+}  // namespace optiq::model::test
