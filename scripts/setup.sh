@@ -27,9 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python packages for tests/interop (real MLX on Linux CPU, the gguf reference dequantizers, HF tokenizers and jinja2 for the tokenizer and chat-template cross-checks). pip keeps its wheel cache in ~/.cache/pip.
-py_packages=("mlx[cpu]" numpy gguf tokenizers jinja2)
-if ! python3 -c "import mlx.core, numpy, gguf, tokenizers, jinja2" 2>/dev/null; then
+# Python packages for tests/interop (real MLX and stock mlx-lm on Linux CPU, the gguf reference dequantizers, HF tokenizers and jinja2 for the tokenizer and chat-template cross-checks). pip keeps its wheel cache in ~/.cache/pip.
+py_packages=("mlx[cpu]" "mlx-lm[cpu]" numpy gguf tokenizers jinja2)
+if ! python3 -c "import mlx.core, mlx_lm, numpy, gguf, tokenizers, jinja2" 2>/dev/null; then
     echo "setup: installing Python packages: ${py_packages[*]}" >&2
     python3 -m pip install -q "${py_packages[@]}" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "${py_packages[@]}"

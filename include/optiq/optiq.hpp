@@ -7,6 +7,7 @@
 #include "optiq/core/half.hpp"
 #include "optiq/core/progress.hpp"
 #include "optiq/core/rng.hpp"
+#include "optiq/core/threads.hpp"
 
 // policy slots
 #include "optiq/codebook/affine.hpp"
@@ -48,6 +49,7 @@
 #include "optiq/kv/any_kv_cache.hpp"
 #include "optiq/kv/attention.hpp"
 #include "optiq/kv/concepts.hpp"
+#include "optiq/kv/evaluate.hpp"
 #include "optiq/kv/kv_cache.hpp"
 #include "optiq/kv/kv_config.hpp"
 #include "optiq/kv/policies.hpp"
@@ -56,3 +58,23 @@
 #include "optiq/tokenizer/bpe.hpp"
 #include "optiq/tokenizer/chat_template.hpp"
 #include "optiq/tokenizer/sentencepiece.hpp"
+
+// model runtime
+#include "optiq/model/config.hpp"
+#include "optiq/model/generate.hpp"
+#include "optiq/model/loader.hpp"
+#include "optiq/model/perplexity.hpp"
+#include "optiq/model/sampling.hpp"
+#include "optiq/model/transformer.hpp"
+#include "optiq/model/weights.hpp"
+
+// allocation
+#include "optiq/alloc/allocator.hpp"
+#include "optiq/alloc/concepts.hpp"
+#include "optiq/alloc/sensitivity/key_norm.hpp"
+#include "optiq/alloc/sensitivity/weight_mse.hpp"
+#include "optiq/alloc/solver/exact.hpp"
+#include "optiq/alloc/solver/greedy.hpp"
+#include "optiq/alloc/solver/waterfill.hpp"
+#include "optiq/alloc/table.hpp"
+#include "optiq/io/mlx_format.hpp"
