@@ -248,6 +248,7 @@ int main(int argc, char** argv) {
                 if (!detok) std::printf("%d ", t), std::fflush(stdout);
             });
         std::printf("\n");
+        std::fflush(stdout);  // the text ends before the stats on stderr
         static const char* reasons[] = {"max tokens", "stop token", "stop string", "context full"};
         std::fprintf(stderr, "prompt: %zu tokens, %.1f tok/s; decode: %zu tokens, %.1f tok/s; stop: %s\n",
                      r.prompt_tokens, r.prompt_tokens_per_second(), r.tokens.size(), r.decode_tokens_per_second(),
