@@ -95,6 +95,7 @@ void bench_faiss(benchmark::State& state, faiss::ScalarQuantizer::QuantizerType 
 /// (4-bit for optiq rows at <= 4 bits, 8-bit above) for the same operation and dimension.
 class RatioReporter : public benchmark::ConsoleReporter {
 public:
+    RatioReporter() : ConsoleReporter(OO_Tabular) {}  // no colour codes: the output goes to logs
     void ReportRuns(const std::vector<Run>& runs) override {
         ConsoleReporter::ReportRuns(runs);
         for (const auto& r : runs) {
