@@ -7,18 +7,13 @@
 // The tokenizer comes from the model (GGUF vocabulary, tokenizer.json beside config.json,
 // tokenizer.bin / tok512.bin beside a llama2.c checkpoint) unless --tokenizer names one.
 // Text goes to stdout as it is generated; prompt and decode speeds go to stderr.
-#include <optiq/io/gguf.hpp>
-#include <optiq/io/llama2c.hpp>
 #include <optiq/kv/kv_config.hpp>
 #include <optiq/model/generate.hpp>
 #include <optiq/model/loader.hpp>
 #include <optiq/model/perplexity.hpp>
-#include <optiq/tokenizer/bpe.hpp>
-#include <optiq/tokenizer/chat_template.hpp>
-#include <optiq/tokenizer/sentencepiece.hpp>
+#include <optiq/tokenizer/any_tokenizer.hpp>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -27,9 +22,9 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
-#include <variant>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -37,106 +32,12 @@ using optiq::model::TokenId;
 
 namespace {
 
-/// Whichever tokenizer the model has, plus its chat template when it names one.
-struct Tokenizer {
-    std::variant<std::monostate, optiq::tokenizer::SentencePieceBpe, optiq::tokenizer::ByteLevelBpe> tok;
-    std::optional<optiq::tokenizer::ChatTemplate> chat;
-
-    [[nodiscard]] bool empty() const { return tok.index() == 0; }
-    [[nodiscard]] std::vector<TokenId> encode(const std::string& text, std::optional<bool> add_bos = {}) const {
-        optiq::tokenizer::EncodeOptions eo;
-        eo.add_bos = add_bos;
-        return std::visit(
-            [&](const auto& t) -> std::vector<TokenId> {
-                if constexpr (requires { t.encode(text, eo); }) return t.encode(text, eo);
-                else throw optiq::config_error("optiq-generate: no tokenizer (use --tokenizer or --prompt-ids)");
-            },
-            tok);
-    }
-    [[nodiscard]] std::string decode(std::span<const TokenId> ids) const {
-        return std::visit(
-            [&](const auto& t) -> std::string {
-                if constexpr (requires { t.decode(ids, true); }) return t.decode(ids, true);
-                else return {};
-            },
-            tok);
-    }
-    [[nodiscard]] bool adds_bos() const { return encode("a").size() > encode("a", false).size(); }
-};
-
 std::string read_text(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     if (!in) throw optiq::format_error("optiq: " + p.string() + ": cannot open");
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
-}
-
-Tokenizer tokenizer_from_gguf(const fs::path& path) {
-    using namespace optiq::tokenizer;
-    const auto f = optiq::io::GgufFile::open(path);
-    const auto& md = f.metadata();
-    Tokenizer t;
-    if (!md.contains("tokenizer.ggml.model")) return t;
-    const std::string model = md.get<std::string>("tokenizer.ggml.model");
-    auto tokens = md.get_array<std::string>("tokenizer.ggml.tokens");
-    std::vector<std::int32_t> types;
-    if (md.contains("tokenizer.ggml.token_type")) types = md.get_array<std::int32_t>("tokenizer.ggml.token_type");
-    auto id = [&](const char* k) -> std::optional<TokenId> {
-        if (!md.contains(k)) return std::nullopt;
-        return static_cast<TokenId>(md.get_int(k));
-    };
-    if (model == "gpt2") {
-        BpeOptions o;
-        o.pre = pre_tokenizer_from_gguf(md.get_or<std::string>("tokenizer.ggml.pre", "gpt2"));
-        o.add_bos = md.get_or<bool>("tokenizer.ggml.add_bos_token", false);
-        o.bos_id = id("tokenizer.ggml.bos_token_id");
-        o.eos_id = id("tokenizer.ggml.eos_token_id");
-        t.tok = ByteLevelBpe::from_vocab(std::move(tokens), md.get_array<std::string>("tokenizer.ggml.merges"), types, o);
-    } else if (model == "llama") {
-        SentencePieceOptions o;
-        o.space_symbol = "\u2581";
-        o.add_bos = md.get_or<bool>("tokenizer.ggml.add_bos_token", true);
-        o.add_dummy_prefix = md.get_or<bool>("tokenizer.ggml.add_space_prefix", true);
-        o.bos_id = id("tokenizer.ggml.bos_token_id");
-        o.eos_id = id("tokenizer.ggml.eos_token_id");
-        o.unk_id = id("tokenizer.ggml.unknown_token_id");
-        t.tok = SentencePieceBpe::from_vocab(std::move(tokens), md.get_array<float>("tokenizer.ggml.scores"), types, o);
-    } else {
-        throw optiq::config_error("optiq: " + f.path() + ": tokenizer.ggml.model '" + model + "' is not supported");
-    }
-    if (md.contains("tokenizer.chat_template"))
-        t.chat = ChatTemplate::detect(md.get<std::string>("tokenizer.chat_template"));
-    return t;
-}
-
-Tokenizer load_tokenizer(const fs::path& model, const std::string& explicit_path) {
-    using namespace optiq::tokenizer;
-    Tokenizer t;
-    fs::path p = explicit_path;
-    if (p.empty()) {
-        if (fs::is_directory(model)) p = model / "tokenizer.json";
-        else if (model.extension() == ".gguf") return tokenizer_from_gguf(model);
-        else
-            for (const char* n : {"tokenizer.bin", "tok512.bin"})
-                if (fs::exists(model.parent_path() / n)) p = model.parent_path() / n;
-        if (p.empty() || !fs::exists(p)) return t;
-    }
-    if (p.extension() == ".gguf") return tokenizer_from_gguf(p);
-    if (p.extension() == ".json") {
-        t.tok = ByteLevelBpe::from_hf_file(p);
-        const fs::path dir = p.parent_path();
-        if (fs::exists(dir / "chat_template.jinja")) t.chat = ChatTemplate::detect(read_text(dir / "chat_template.jinja"));
-        else if (fs::exists(dir / "tokenizer_config.json")) {
-            const auto j = nlohmann::json::parse(read_text(dir / "tokenizer_config.json"), nullptr, false);
-            if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string())
-                t.chat = ChatTemplate::detect(j["chat_template"].get<std::string>());
-        }
-        return t;
-    }
-    const auto l = optiq::io::Llama2cTokenizer::open(p);
-    t.tok = SentencePieceBpe::from_llama2c(l.vocab, l.scores);
-    return t;
 }
 
 std::vector<TokenId> parse_ids(const std::string& s) {
@@ -188,7 +89,7 @@ int main(int argc, char** argv) {
         lo.gguf_keep_quantized = keep_quantized;
         if (!kv_config.empty()) lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config));
         auto m = optiq::model::load(model_path, lo);
-        const Tokenizer tok = load_tokenizer(model_path, tokenizer_path);
+        const auto tok = optiq::tokenizer::load_tokenizer(model_path, tokenizer_path);
         std::fprintf(stderr, "loaded %s (%s, %zu layers, dim %zu, vocab %zu) in %.2f s\n", model_path.c_str(),
                      std::string(optiq::model::arch_name(m.config().arch)).c_str(), m.config().n_layers, m.config().dim,
                      m.config().vocab_size, std::chrono::duration<double>(clock::now() - t0).count());
@@ -214,11 +115,11 @@ int main(int argc, char** argv) {
         } else {
             std::string text = prompt;
             if (chat) {
-                if (!tok.chat) throw optiq::config_error("optiq-generate: --chat, but the model has no chat template");
+                if (!tok.chat()) throw optiq::config_error("optiq-generate: --chat, but the model has no chat template");
                 std::vector<optiq::tokenizer::ChatMessage> msgs;
                 if (!system.empty()) msgs.push_back({"system", system});
                 msgs.push_back({"user", prompt});
-                text = tok.chat->render(msgs, true);
+                text = tok.chat()->render(msgs, true);
             }
             ids = tok.encode(text);
         }
