@@ -118,5 +118,108 @@ TEST(Transformer, RejectsBadCalls) {
     EXPECT_THROW(Transformer(m.config(), std::move(w)), shape_error);
 }
 
+
+TEST(Transformer, BatchOfSequencesEqualsEachRunAlone) {
+    TransformerOptions o;
+    o.sequences = 3;
+    auto m = stories(o);
+    auto solo = stories();
+    EXPECT_EQ(m.sequences(), 3u);
+    const std::vector<std::vector<TokenId>> prompts{
+        {1, 400, 261, 403, 365}, {1, 51, 52}, {1, 400, 261, 403, 365, 297, 300, 301, 302, 303, 304}};
+    // Step 1: three prompts of different lengths in one step (sequence 1 asks for every row).
+    std::vector<BatchItem> items;
+    for (std::size_t s = 0; s < 3; ++s) items.push_back({s, prompts[s], 0, s == 1});
+    const auto step1 = m.forward_batch(items);
+    const std::size_t V = m.config().vocab_size;
+    ASSERT_EQ(step1.size(), (1 + prompts[1].size() + 1) * V);
+    std::vector<std::vector<TokenId>> seqs = prompts;
+    std::size_t off = 0;
+    std::vector<TokenId> next(3);
+    for (std::size_t s = 0; s < 3; ++s) {
+        const auto want = solo.logits_all(prompts[s]);
+        const std::size_t rows = s == 1 ? prompts[s].size() : 1;
+        const auto got = std::span(step1).subspan(off, rows * V);
+        EXPECT_LT(max_abs_diff(got, std::span(want).subspan(want.size() - rows * V)), 1e-4f) << "sequence " << s;
+        const auto last = got.subspan((rows - 1) * V);
+        next[s] = static_cast<TokenId>(std::max_element(last.begin(), last.end()) - last.begin());
+        off += rows * V;
+        EXPECT_EQ(m.position(s), prompts[s].size());
+    }
+    // Steps 2..9: decode one token per sequence; sequence 2 is rolled back to 4 tokens at step 5.
+    for (int step = 0; step < 8; ++step) {
+        items.clear();
+        std::vector<std::vector<TokenId>> toks(3);
+        for (std::size_t s = 0; s < 3; ++s) {
+            if (s == 2 && step == 3) {
+                seqs[2].resize(4);
+                toks[2] = {next[2]};
+                items.push_back({2, toks[2], 4});
+            } else {
+                toks[s] = {next[s]};
+                items.push_back({s, toks[s], m.position(s)});
+            }
+            seqs[s].push_back(next[s]);
+        }
+        const auto lg = m.forward_batch(items);
+        for (std::size_t s = 0; s < 3; ++s) {
+            const auto want = solo.logits_all(seqs[s]);
+            const auto got = std::span(lg).subspan(s * V, V);
+            EXPECT_LT(max_abs_diff(got, std::span(want).subspan(want.size() - V)), 1e-4f) << "step " << step << " seq " << s;
+            next[s] = static_cast<TokenId>(std::max_element(got.begin(), got.end()) - got.begin());
+            EXPECT_EQ(m.position(s), seqs[s].size());
+        }
+    }
+    // Resetting one slot leaves the others.
+    m.reset(1);
+    EXPECT_EQ(m.position(1), 0u);
+    EXPECT_EQ(m.position(0), seqs[0].size());
+}
+
+TEST(Transformer, ForwardBatchRejectsBadItems) {
+    TransformerOptions o;
+    o.sequences = 2;
+    auto m = stories(o);
+    const std::vector<TokenId> a{1, 400}, none, bad{1, 512};
+    EXPECT_THROW((void)m.forward_batch(std::vector<BatchItem>{}), value_error);
+    EXPECT_THROW((void)m.forward_batch(std::vector<BatchItem>{{0, a, 0}, {0, a, 0}}), value_error);  // twice
+    EXPECT_THROW((void)m.forward_batch(std::vector<BatchItem>{{2, a, 0}}), value_error);  // no slot 2
+    EXPECT_THROW((void)m.forward_batch(std::vector<BatchItem>{{1, a, 1}}), value_error);  // past the cache
+    EXPECT_THROW((void)m.forward_batch(std::vector<BatchItem>{{1, none, 0}}), value_error);
+    EXPECT_THROW((void)m.forward_batch(std::vector<BatchItem>{{1, bad, 0}}), value_error);
+    EXPECT_THROW(m.reset(2), value_error);
+    // A cache for one sequence cannot replace a layer of a two-sequence model.
+    kv::KVLayerConfig cfg;
+    cfg.layer_idx = 0;
+    EXPECT_THROW(m.set_cache(0, kv::make_kv_cache(cfg, m.attention_shape())), shape_error);
+    TransformerOptions zero;
+    zero.sequences = 0;
+    EXPECT_THROW((void)stories(zero), config_error);
+}
+
+TEST(Transformer, LogitsFromLayerInputsEqualTheFullForward) {
+    auto m = stories();
+    m.set_prefill_chunk(5);
+    const std::vector<TokenId> ids{1, 400, 261, 403, 365, 297, 300, 301, 302, 303, 304, 305};
+    const auto all = m.logits_all(ids);
+    const auto hidden = m.layer_inputs(ids);
+    const std::size_t L = m.config().n_layers, d = m.config().dim;
+    ASSERT_EQ(hidden.size(), L + 1);
+    std::vector<float> row(d);
+    m.weights().embed.row(static_cast<std::size_t>(ids[3]), row);
+    EXPECT_EQ(max_abs_diff(std::span(hidden[0]).subspan(3 * d, d), row), 0.0f);
+    for (std::size_t first = 0; first <= L; ++first)
+        EXPECT_EQ(max_abs_diff(m.logits_from_layer(first, hidden[first], ids.size()), all), 0.0f) << "layer " << first;
+    // A perturbed layer 3 seen from its input equals rerunning everything.
+    const Linear original = *m.linear("model.layers.3.mlp.up_proj");
+    m.replace_linear("model.layers.3.mlp.up_proj", Linear::mlx_affine(mlx::quantize(original.dequantize(), {172, 64}, 32, 3)));
+    const auto full = m.logits_all(ids);
+    EXPECT_GT(max_abs_diff(full, all), 1e-3f);
+    EXPECT_EQ(max_abs_diff(m.logits_from_layer(3, hidden[3], ids.size()), full), 0.0f);
+    EXPECT_EQ(m.position(), 0u);
+    EXPECT_THROW((void)m.logits_from_layer(L + 1, hidden[0], ids.size()), value_error);
+    EXPECT_THROW((void)m.logits_from_layer(0, hidden[0], ids.size() + 1), shape_error);
+}
+
 }  // namespace
 }  // namespace optiq::model::test

@@ -2,12 +2,22 @@
 // model::Transformer: the forward pass of the Llama family (Llama, Mistral, SmolLM: RMSNorm, RoPE
 // with theta and Llama 3 scaling, GQA, SwiGLU, tied or untied head), Qwen2 (q/k/v bias) and
 // Qwen3 (per-head q/k RMSNorm), over Linear weights in any stored format and one kv::AnyKVCache
-// per layer (sequence 0 of each).
+// per layer holding TransformerOptions::sequences independent sequences (slots).
 //
 //   auto m = model::load("SmolLM2.gguf");                 // loader.hpp
 //   auto last = m.forward(prompt_ids, 0);                  // prefill (in chunks): last position's logits
 //   auto next = m.forward(std::array{tok}, m.position());  // decode one token
 //   auto all  = m.logits_all(ids);                         // [n][vocab], from an empty cache
+//
+// Many sequences at once (continuous batching, a server): every item's tokens go through each
+// matmul together, so the weights are read once per step for all of them, and each item attends
+// its own slot of every layer's cache.
+//
+//   model::BatchItem items[] = {{0, prompt_a, 0}, {1, std::span(&tok_b, 1), m.position(1)}};
+//   auto logits = m.forward_batch(items);                  // [2][vocab]
+//
+// Sensitivity reruns only what a perturbation changes: layer_inputs() keeps the residual stream
+// entering every layer, and logits_from_layer(l, ...) runs layers l.. from it.
 //
 // Hook points for sensitivity: every Linear is reachable by its HF name (linear("model.layers.3.
 // self_attn.q_proj")) and may be replaced by a Linear of another format; every layer's cache comes
@@ -27,6 +37,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -57,30 +68,44 @@ struct TransformerWeights {
     Linear lm_head;  ///< empty when tied to embed
 };
 
-/// Builds the cache of one layer.
-using CacheFactory = std::function<kv::AnyKVCache(std::size_t layer, const kv::AttentionShape& shape)>;
+/// Builds the cache of one layer, holding `sequences` independent sequences.
+using CacheFactory =
+    std::function<kv::AnyKVCache(std::size_t layer, const kv::AttentionShape& shape, std::size_t sequences)>;
 
 /// Full-precision f32 keys and values (the default: attention equals the plain float loop).
 [[nodiscard]] inline CacheFactory f32_cache_factory() {
-    return [](std::size_t, const kv::AttentionShape& s) {
+    return [](std::size_t, const kv::AttentionShape& s, std::size_t sequences) {
         using P = kv::FullPrecisionPolicy<SideType::f32>;
-        return kv::AnyKVCache(kv::KVCache<P>(kv::full_precision_policy<SideType::f32>(s.dim), s));
+        return kv::AnyKVCache(kv::KVCache<P>(kv::full_precision_policy<SideType::f32>(s.dim), s, sequences));
     };
 }
 
-/// The caches a kv_config.json describes (layers without an entry: f16, as make_kv_caches).
+/// The caches a kv_config.json describes (layers without an entry: f16, as make_kv_caches);
+/// opts.batch is replaced by the model's sequence count.
 [[nodiscard]] inline CacheFactory kv_config_cache_factory(kv::KVConfig cfg, kv::KVCacheOptions<> opts = {}) {
-    return [cfg = std::move(cfg), opts](std::size_t layer, const kv::AttentionShape& s) {
+    return [cfg = std::move(cfg), opts](std::size_t layer, const kv::AttentionShape& s, std::size_t sequences) {
         const kv::KVLayerConfig* e = cfg.find(static_cast<int>(layer));
         kv::KVLayerConfig full;
         full.layer_idx = static_cast<int>(layer);
-        return kv::make_kv_cache(e ? *e : full, s, opts);
+        auto o = opts;
+        o.batch = sequences;
+        return kv::make_kv_cache(e ? *e : full, s, o);
     };
 }
 
 struct TransformerOptions {
     std::size_t threads = 2;        ///< matmul threads (the calling thread included)
     std::size_t prefill_chunk = 64; ///< tokens per forward step of a long prompt
+    std::size_t sequences = 1;      ///< independent sequences (cache slots) for forward_batch
+};
+
+/// One sequence's part of a forward_batch step: `tokens` at positions start_pos, start_pos+1, ...
+/// of slot `seq` (start_pos <= position(seq); a smaller one rolls that slot back first).
+struct BatchItem {
+    std::size_t seq = 0;
+    std::span<const TokenId> tokens;
+    std::size_t start_pos = 0;
+    bool all_logits = false;  ///< logits of every token instead of the last one only
 };
 
 class Transformer {
@@ -92,6 +117,7 @@ public:
           factory_(std::move(caches)),
           options_(options),
           pool_(std::make_unique<ThreadPool>(std::max<std::size_t>(1, options.threads))) {
+        if (options_.sequences == 0) optiq::detail::fail<config_error>("model::Transformer: sequences must be at least 1");
         check_weights();
         inv_freq_ = config_.rope_inv_freq();
         set_cache_factory(factory_);
@@ -148,7 +174,8 @@ public:
         return {config_.n_heads, config_.n_kv_heads, config_.head_dim, 0.0f};
     }
     [[nodiscard]] kv::AnyKVCache& cache(std::size_t layer) { return caches_.at(layer); }
-    /// Replaces one layer's cache; the caches are then cleared (positions restart at 0).
+    /// Replaces one layer's cache (it must hold sequences() sequences); every cache is then
+    /// cleared (positions restart at 0).
     void set_cache(std::size_t layer, kv::AnyKVCache c) {
         if (layer >= caches_.size())
             optiq::detail::fail<shape_error>("model::Transformer::set_cache: layer ", layer, " of ", caches_.size());
@@ -157,6 +184,9 @@ public:
             optiq::detail::fail<shape_error>("model::Transformer::set_cache: layer ", layer, " cache is for ", s.q_heads,
                                              "/", s.kv_heads, " heads of ", s.dim, ", the model has ", want.q_heads, "/",
                                              want.kv_heads, " of ", want.dim);
+        if (c.batch() != sequences())
+            optiq::detail::fail<shape_error>("model::Transformer::set_cache: layer ", layer, " cache holds ", c.batch(),
+                                             " sequences, the model runs ", sequences());
         caches_[layer] = std::move(c);
         reset();
     }
@@ -164,15 +194,33 @@ public:
     void set_cache_factory(CacheFactory f) {
         factory_ = std::move(f);
         caches_.clear();
-        for (std::size_t i = 0; i < config_.n_layers; ++i) caches_.push_back(factory_(i, attention_shape()));
+        for (std::size_t i = 0; i < config_.n_layers; ++i) {
+            caches_.push_back(factory_(i, attention_shape(), sequences()));
+            if (caches_.back().batch() != sequences())
+                optiq::detail::fail<shape_error>("model::Transformer: the cache factory gave layer ", i, " a cache of ",
+                                                 caches_.back().batch(), " sequences, needs ", sequences());
+        }
+        positions_.assign(sequences(), 0);
     }
-    /// Empties every cache.
+    /// Empties every cache (all sequences).
     void reset() {
         for (auto& c : caches_) c.clear();
-        position_ = 0;
+        positions_.assign(sequences(), 0);
     }
-    /// Tokens held in the caches: the position the next token gets.
-    [[nodiscard]] std::size_t position() const noexcept { return position_; }
+    /// Empties one sequence's slot.
+    void reset(std::size_t seq) {
+        check_seq(seq, "reset");
+        for (auto& c : caches_) c.clear(seq);
+        positions_[seq] = 0;
+    }
+    /// Sequence slots (TransformerOptions::sequences).
+    [[nodiscard]] std::size_t sequences() const noexcept { return options_.sequences; }
+    /// Tokens held in sequence 0's caches: the position the next token gets.
+    [[nodiscard]] std::size_t position() const noexcept { return positions_[0]; }
+    [[nodiscard]] std::size_t position(std::size_t seq) const {
+        check_seq(seq, "position");
+        return positions_[seq];
+    }
 
     /// Runs tokens at positions start_pos, start_pos+1, ... (start_pos <= position(); a smaller
     /// start_pos rolls the caches back first). Returns the logits of the last token [vocab], or of
@@ -186,36 +234,121 @@ public:
         if (from >= tokens.size())
             optiq::detail::fail<value_error>("model::Transformer::forward: logits from index ", from, " of ",
                                              tokens.size(), " tokens");
-        if (start_pos > position_)
-            optiq::detail::fail<value_error>("model::Transformer::forward: start position ", start_pos,
-                                             " is past the cached ", position_, " tokens");
-        for (std::size_t i = 0; i < tokens.size(); ++i)
-            if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= config_.vocab_size)
-                optiq::detail::fail<value_error>("model::Transformer::forward: token ", tokens[i], " at index ", i,
-                                                 " is outside the vocabulary of ", config_.vocab_size);
-        if (start_pos < position_) {
-            for (auto& c : caches_) c.truncate(0, start_pos);
-            position_ = start_pos;
-        }
+        check_item(0, tokens, start_pos, "forward");
+        rollback(0, start_pos);
         const std::size_t V = config_.vocab_size, chunk = std::max<std::size_t>(1, options_.prefill_chunk);
         std::vector<float> out((tokens.size() - from) * V);
         for (std::size_t b = 0; b < tokens.size(); b += chunk) {
             const std::size_t n = std::min(chunk, tokens.size() - b);
             const std::size_t first = std::clamp(from, b, b + n) - b;  // first token of the chunk with logits
-            run(tokens.subspan(b, n), first < n ? std::span<float>(out.data() + (b + first - from) * V, (n - first) * V)
-                                                : std::span<float>(), first);
+            const Segment seg{0, 0, n, positions_[0]};
+            embed(tokens.subspan(b, n), 0);
+            run_layers({&seg, 1}, n, 0, nullptr);
+            positions_[0] += n;
+            if (first < n) {
+                std::vector<std::size_t> rows(n - first);
+                for (std::size_t r = 0; r < rows.size(); ++r) rows[r] = first + r;
+                head_rows(rows, {out.data() + (b + first - from) * V, (n - first) * V});
+            }
         }
         return out;
     }
     /// One decode step at position().
     std::vector<float> decode(TokenId token) {
         const std::array<TokenId, 1> t{token};
-        return forward(t, position_);
+        return forward(t, positions_[0]);
     }
     /// Logits at every position of `tokens` [n][vocab], from empty caches (perplexity, KL).
     std::vector<float> logits_all(std::span<const TokenId> tokens) {
         reset();
         return forward_from(tokens, 0, 0);
+    }
+
+    /// One step for several sequences at once: all items' tokens go through each matmul together
+    /// (the weights are read once), each item attends its own slot. Items name distinct sequences.
+    /// Returns, item after item, the logits of its last token [vocab] (or of all its tokens when
+    /// all_logits). Not chunked: the caller sizes the step (a long prompt in pieces, decodes of 1).
+    std::vector<float> forward_batch(std::span<const BatchItem> items) {
+        if (items.empty()) optiq::detail::fail<value_error>("model::Transformer::forward_batch: no items");
+        std::vector<char> seen(sequences(), 0);
+        std::size_t rows = 0, out_rows = 0;
+        for (const auto& it : items) {
+            check_item(it.seq, it.tokens, it.start_pos, "forward_batch");
+            if (it.tokens.empty())
+                optiq::detail::fail<value_error>("model::Transformer::forward_batch: sequence ", it.seq, " has no tokens");
+            if (seen[it.seq]++)
+                optiq::detail::fail<value_error>("model::Transformer::forward_batch: sequence ", it.seq,
+                                                 " appears twice in one step");
+            rows += it.tokens.size();
+            out_rows += it.all_logits ? it.tokens.size() : 1;
+        }
+        std::vector<Segment> segs;
+        std::vector<std::size_t> logit_rows;
+        segs.reserve(items.size());
+        logit_rows.reserve(out_rows);
+        std::size_t row = 0;
+        for (const auto& it : items) {
+            rollback(it.seq, it.start_pos);
+            segs.push_back({it.seq, row, it.tokens.size(), positions_[it.seq]});
+            embed(it.tokens, row);
+            for (std::size_t t = it.all_logits ? 0 : it.tokens.size() - 1; t < it.tokens.size(); ++t)
+                logit_rows.push_back(row + t);
+            row += it.tokens.size();
+        }
+        run_layers(segs, rows, 0, nullptr);
+        for (const auto& it : items) positions_[it.seq] += it.tokens.size();
+        std::vector<float> out(out_rows * config_.vocab_size);
+        head_rows(logit_rows, out);
+        return out;
+    }
+
+    /// Runs `tokens` as sequence 0 from empty caches and returns the residual stream entering
+    /// every layer, and after the last one: [n_layers + 1][n * dim]. Sequence 0 then holds them.
+    std::vector<std::vector<float>> layer_inputs(std::span<const TokenId> tokens) {
+        if (tokens.empty()) optiq::detail::fail<value_error>("model::Transformer::layer_inputs: no tokens");
+        check_item(0, tokens, 0, "layer_inputs");
+        reset(0);
+        const std::size_t d = config_.dim, chunk = std::max<std::size_t>(1, options_.prefill_chunk);
+        std::vector<std::vector<float>> hidden(config_.n_layers + 1, std::vector<float>(tokens.size() * d));
+        for (std::size_t b = 0; b < tokens.size(); b += chunk) {
+            const std::size_t n = std::min(chunk, tokens.size() - b);
+            const Segment seg{0, 0, n, positions_[0]};
+            embed(tokens.subspan(b, n), 0);
+            run_layers({&seg, 1}, n, 0, [&](std::size_t layer) {
+                std::copy_n(x_.data(), n * d, hidden[layer].data() + b * d);
+            });
+            positions_[0] += n;
+        }
+        return hidden;
+    }
+
+    /// Logits [n][vocab] of running layers first..n_layers-1, then the final norm and head, on
+    /// `hidden` [n][dim]: the input of layer `first` at positions 0..n-1 (layer_inputs()[first]);
+    /// first == n_layers runs the head alone. Sequence 0 is reset before and after.
+    std::vector<float> logits_from_layer(std::size_t first, std::span<const float> hidden, std::size_t n) {
+        const std::size_t d = config_.dim, V = config_.vocab_size;
+        if (first > config_.n_layers)
+            optiq::detail::fail<value_error>("model::Transformer::logits_from_layer: layer ", first, " of ",
+                                             config_.n_layers);
+        if (n == 0 || hidden.size() != n * d)
+            optiq::detail::fail<shape_error>("model::Transformer::logits_from_layer: ", hidden.size(),
+                                             " hidden values for ", n, " positions of dim ", d);
+        reset(0);
+        const std::size_t chunk = std::max<std::size_t>(1, options_.prefill_chunk);
+        std::vector<float> out(n * V);
+        std::vector<std::size_t> rows;
+        for (std::size_t b = 0; b < n; b += chunk) {
+            const std::size_t m = std::min(chunk, n - b);
+            x_.resize(m * d);
+            std::copy_n(hidden.data() + b * d, m * d, x_.data());
+            const Segment seg{0, 0, m, b};
+            run_layers({&seg, 1}, m, first, nullptr);
+            rows.resize(m);
+            for (std::size_t r = 0; r < m; ++r) rows[r] = r;
+            head_rows(rows, {out.data() + b * V, m * V});
+        }
+        reset(0);
+        return out;
     }
 
 private:
@@ -285,10 +418,54 @@ private:
         }
     }
 
-    /// One chunk of n tokens at position_; logits of tokens [first, n) into `logits`.
-    void run(std::span<const TokenId> tokens, std::span<float> logits, std::size_t first) {
+    /// Rows [row, row + n) of the activations are sequence `seq` at positions pos, pos+1, ...
+    struct Segment {
+        std::size_t seq, row, n, pos;
+    };
+
+    void check_seq(std::size_t seq, const char* what) const {
+        if (seq >= sequences())
+            optiq::detail::fail<value_error>("model::Transformer::", what, ": sequence ", seq, " of ", sequences());
+    }
+    void check_item(std::size_t seq, std::span<const TokenId> tokens, std::size_t start_pos, const char* what) const {
+        check_seq(seq, what);
+        if (start_pos > positions_[seq])
+            optiq::detail::fail<value_error>("model::Transformer::", what, ": start position ", start_pos,
+                                             " is past the ", positions_[seq], " tokens cached for sequence ", seq);
+        for (std::size_t i = 0; i < tokens.size(); ++i)
+            if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= config_.vocab_size)
+                optiq::detail::fail<value_error>("model::Transformer::", what, ": token ", tokens[i], " at index ", i,
+                                                 " is outside the vocabulary of ", config_.vocab_size);
+    }
+    void rollback(std::size_t seq, std::size_t start_pos) {
+        if (start_pos < positions_[seq]) {
+            for (auto& c : caches_) c.truncate(seq, start_pos);
+            positions_[seq] = start_pos;
+        }
+    }
+    /// Embedding rows of `tokens` into x_ from row `row` on.
+    void embed(std::span<const TokenId> tokens, std::size_t row) {
+        const std::size_t d = config_.dim;
+        if (x_.size() < (row + tokens.size()) * d) x_.resize((row + tokens.size()) * d);
+        for (std::size_t t = 0; t < tokens.size(); ++t)
+            w_.embed.row(static_cast<std::size_t>(tokens[t]), {x_.data() + (row + t) * d, d});
+    }
+    /// Final norm and head of the residual rows `rows` of x_ into logits [rows.size()][vocab].
+    void head_rows(std::span<const std::size_t> rows, std::span<float> logits) {
+        const std::size_t d = config_.dim, m = rows.size();
+        if (m == 0) return;
+        hn_.resize(m * d);
+        for (std::size_t r = 0; r < m; ++r)
+            rmsnorm(x_.data() + rows[r] * d, w_.final_norm.data(), hn_.data() + r * d, d, config_.rms_norm_eps);
+        head().matmul(hn_, m, logits, pool_.get());
+    }
+
+    /// Layers first.. over the rows of x_ (rows in all, cut into segments); capture(l), if given,
+    /// sees x_ as it enters layer l and, with l = n_layers, after the last layer.
+    template <class Capture = std::nullptr_t>
+    void run_layers(std::span<const Segment> segs, std::size_t n, std::size_t first_layer, Capture capture) {
         const auto& c = config_;
-        const std::size_t n = tokens.size(), d = c.dim, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+        const std::size_t d = c.dim, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
         ThreadPool* pool = pool_.get();
         x_.resize(n * d);
         xn_.resize(n * d);
@@ -299,28 +476,38 @@ private:
         g_.resize(n * c.hidden_dim);
         u_.resize(n * c.hidden_dim);
         tmp_.resize(n * d);
-        for (std::size_t t = 0; t < n; ++t) w_.embed.row(static_cast<std::size_t>(tokens[t]), {x_.data() + t * d, d});
-        for (std::size_t l = 0; l < c.n_layers; ++l) {
+        for (std::size_t l = first_layer; l < c.n_layers; ++l) {
+            if constexpr (!std::is_same_v<Capture, std::nullptr_t>) capture(l);
             const auto& L = w_.layers[l];
             for (std::size_t t = 0; t < n; ++t)
                 rmsnorm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_norm_eps);
             L.q.matmul(xn_, n, q_, pool);
             L.k.matmul(xn_, n, k_, pool);
             L.v.matmul(xn_, n, v_, pool);
-            for (std::size_t t = 0; t < n; ++t) {
-                float* qt = q_.data() + t * qd;
-                float* kt = k_.data() + t * kvd;
-                if (c.qk_norm) {
-                    for (std::size_t h = 0; h < c.n_heads; ++h)
-                        rmsnorm(qt + h * hd, L.q_norm.data(), qt + h * hd, hd, c.rms_norm_eps);
-                    for (std::size_t h = 0; h < c.n_kv_heads; ++h)
-                        rmsnorm(kt + h * hd, L.k_norm.data(), kt + h * hd, hd, c.rms_norm_eps);
+            for (const auto& sg : segs)
+                for (std::size_t t = 0; t < sg.n; ++t) {
+                    float* qt = q_.data() + (sg.row + t) * qd;
+                    float* kt = k_.data() + (sg.row + t) * kvd;
+                    if (c.qk_norm) {
+                        for (std::size_t h = 0; h < c.n_heads; ++h)
+                            rmsnorm(qt + h * hd, L.q_norm.data(), qt + h * hd, hd, c.rms_norm_eps);
+                        for (std::size_t h = 0; h < c.n_kv_heads; ++h)
+                            rmsnorm(kt + h * hd, L.k_norm.data(), kt + h * hd, hd, c.rms_norm_eps);
+                    }
+                    rope(qt, c.n_heads, sg.pos + t);
+                    rope(kt, c.n_kv_heads, sg.pos + t);
                 }
-                rope(qt, c.n_heads, position_ + t);
-                rope(kt, c.n_kv_heads, position_ + t);
-            }
-            caches_[l].append(0, k_, v_);
-            caches_[l].attend(0, q_, att_);
+            // Each segment appends to and attends its own sequence; distinct sequences may run
+            // on different threads (KVCache's contract).
+            auto attend_segment = [&](const Segment& sg) {
+                caches_[l].append(sg.seq, {k_.data() + sg.row * kvd, sg.n * kvd}, {v_.data() + sg.row * kvd, sg.n * kvd});
+                caches_[l].attend(sg.seq, {q_.data() + sg.row * qd, sg.n * qd}, {att_.data() + sg.row * qd, sg.n * qd});
+            };
+            if (segs.size() == 1) attend_segment(segs[0]);
+            else
+                pool->parallel_for(segs.size(), [&](std::size_t b, std::size_t e, std::size_t) {
+                    for (std::size_t i = b; i < e; ++i) attend_segment(segs[i]);
+                });
             L.o.matmul(att_, n, tmp_, pool);
             for (std::size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
             for (std::size_t t = 0; t < n; ++t)
@@ -331,12 +518,7 @@ private:
             L.down.matmul(g_, n, tmp_, pool);
             for (std::size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
         }
-        position_ += n;
-        if (first >= n) return;
-        const std::size_t m = n - first;
-        for (std::size_t t = first; t < n; ++t)
-            rmsnorm(x_.data() + t * d, w_.final_norm.data(), xn_.data() + (t - first) * d, d, c.rms_norm_eps);
-        head().matmul({xn_.data(), m * d}, m, logits, pool);
+        if constexpr (!std::is_same_v<Capture, std::nullptr_t>) capture(c.n_layers);
     }
 
     ModelConfig config_;
@@ -346,8 +528,8 @@ private:
     std::unique_ptr<ThreadPool> pool_;
     std::vector<kv::AnyKVCache> caches_;
     std::vector<float> inv_freq_;
-    std::size_t position_ = 0;
-    std::vector<float> x_, xn_, q_, k_, v_, att_, g_, u_, tmp_;  // activations of one chunk
+    std::vector<std::size_t> positions_;                              // per sequence
+    std::vector<float> x_, xn_, q_, k_, v_, att_, g_, u_, tmp_, hn_;  // activations of one step
 };
 
 }  // namespace optiq::model
