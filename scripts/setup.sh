@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 apt_packages=(
     build-essential g++ clang cmake ninja-build pkg-config
     clang-14 libclang-rt-14-dev
-    libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev libcli11-dev libfaiss-dev
+    libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libfaiss-dev
     python3 python3-pip
 )
 missing=()
@@ -27,9 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python packages for tests/interop (real MLX and stock mlx-lm on Linux CPU, the gguf reference dequantizers, HF tokenizers and jinja2 for the tokenizer and chat-template cross-checks). pip keeps its wheel cache in ~/.cache/pip.
-py_packages=("mlx[cpu]" "mlx-lm[cpu]" numpy gguf tokenizers jinja2)
-if ! python3 -c "import mlx.core, mlx_lm, numpy, gguf, tokenizers, jinja2" 2>/dev/null; then
+# Python packages for tests/interop (real MLX and stock mlx-lm on Linux CPU, the gguf reference dequantizers, HF tokenizers and jinja2 for the tokenizer and chat-template cross-checks, the official openai and anthropic clients for the server tests). pip keeps its wheel cache in ~/.cache/pip.
+py_packages=("mlx[cpu]" "mlx-lm[cpu]" numpy gguf tokenizers jinja2 openai anthropic)
+if ! python3 -c "import mlx.core, mlx_lm, numpy, gguf, tokenizers, jinja2, openai, anthropic" 2>/dev/null; then
     echo "setup: installing Python packages: ${py_packages[*]}" >&2
     python3 -m pip install -q "${py_packages[@]}" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "${py_packages[@]}"
