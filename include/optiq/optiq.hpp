@@ -9,6 +9,10 @@
 #include "optiq/core/rng.hpp"
 #include "optiq/core/threads.hpp"
 
+// backends
+#include "optiq/backend/simd/arch.hpp"
+#include "optiq/backend/tags.hpp"
+
 // policy slots
 #include "optiq/codebook/affine.hpp"
 #include "optiq/codebook/concepts.hpp"
@@ -55,6 +59,7 @@
 #include "optiq/kv/policies.hpp"
 
 // tokenizers and chat templates
+#include "optiq/tokenizer/any_tokenizer.hpp"
 #include "optiq/tokenizer/bpe.hpp"
 #include "optiq/tokenizer/chat_template.hpp"
 #include "optiq/tokenizer/sentencepiece.hpp"
