@@ -1,6 +1,8 @@
 // Decode attention per generated token through KVCache (8 KV heads, GQA 4: 32 query heads), at
-// contexts 1k..32k and d = 64, 128, for f32, f16, MLX affine 4/8 and TurboQuant-MSE 2/3/4.
-// Counters: bytes_per_token (the cache's in-memory record bytes of one token, all KV heads),
+// contexts 1k..32k and d = 64, 128, for f32, f16, MLX affine 4/8 and TurboQuant-MSE 2/3/4, and at
+// 32k for TurboQuant-Prod 4, KIVI 4 and QJL; one thread (the best SIMD kernels of this CPU), and
+// decode_pool2/ rows with the KV heads on a 2-thread pool.
+// Counters: bytes_per_token (the cache's in-memory bytes of one token, all KV heads, memory_bytes()),
 // vs_f16 (that over the f16 cache's), floor_us (the bytes one decode step must read — the whole
 // cache — over this machine's streaming-read bandwidth, measured at start-up by the same kind of
 // loop as BM_StreamRead), x_floor (time / floor_us).
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "optiq/core/rng.hpp"
+#include "optiq/core/threads.hpp"
 #include "optiq/kv/evaluate.hpp"
 
 namespace {
@@ -67,15 +70,9 @@ void BM_StreamRead(benchmark::State& state) {
 /// One filled cache at a time (filling 32k tokens is the expensive part), type-erased.
 struct Filled {
     std::string key;
-    std::function<void(std::span<const float>, std::span<float>)> attend;
+    std::function<void(std::span<const float>, std::span<float>, optiq::ThreadPool*)> attend;
     double token_bytes = 0;
 };
-
-template <class K, class V>
-double in_memory_token_bytes(const K& k, const V& v) {
-    return static_cast<double>(kv_heads) * 4.0 *
-           static_cast<double>(k.words_per_token() + v.words_per_token() + k.side_per_token() + v.side_per_token());
-}
 
 Filled& filled(const optiq::kv::KVMethod& m, std::size_t d, std::size_t context) {
     static std::unique_ptr<Filled> cur;
@@ -87,7 +84,9 @@ Filled& filled(const optiq::kv::KVMethod& m, std::size_t d, std::size_t context)
     optiq::kv::with_kv_codecs(m, d, 42, [&](const auto& kc, const auto& vc) {
         using P = optiq::kv::Policy<std::decay_t<decltype(kc)>, std::decay_t<decltype(vc)>>;
         using C = optiq::kv::KVCache<P, optiq::kv::ContiguousLayout>;
-        auto cache = std::make_shared<C>(P(kc, vc, 0), optiq::kv::AttentionShape{q_heads, kv_heads, d, 0.0f});
+        // Block key codecs (KIVI) keep one block in the full-precision window.
+        const std::size_t recent = optiq::kv::key_block_tokens(kc) > 1 ? optiq::kv::key_block_tokens(kc) : 0;
+        auto cache = std::make_shared<C>(P(kc, vc, recent), optiq::kv::AttentionShape{q_heads, kv_heads, d, 0.0f});
         optiq::Rng rng(7);
         const std::size_t chunk = 1024;
         std::vector<float> k(chunk * kv_heads * d), v(k.size());
@@ -98,26 +97,28 @@ Filled& filled(const optiq::kv::KVMethod& m, std::size_t d, std::size_t context)
             cache->append(std::span<const float>(k).subspan(0, n * kv_heads * d),
                           std::span<const float>(v).subspan(0, n * kv_heads * d));
         }
-        f->token_bytes = in_memory_token_bytes(kc, vc);
-        f->attend = [cache](std::span<const float> q, std::span<float> out) { cache->attend(q, out); };
+        f->token_bytes = static_cast<double>(cache->memory_bytes()) / static_cast<double>(context);
+        f->attend = [cache](std::span<const float> q, std::span<float> out, optiq::ThreadPool* pool) {
+            cache->attend(q, out, pool);
+        };
         return 0;
     });
     cur = std::move(f);
     return *cur;
 }
 
-void BM_Decode(benchmark::State& state, const std::string& method) {
+void BM_Decode(benchmark::State& state, const std::string& method, optiq::ThreadPool* pool) {
     const auto d = static_cast<std::size_t>(state.range(0)), context = static_cast<std::size_t>(state.range(1));
     const auto m = optiq::kv::parse_kv_method(method);
     Filled& f = filled(m, d, context);
     std::vector<float> q(q_heads * d), out(q_heads * d);
     optiq::Rng rng(9);
     for (auto& x : q) x = static_cast<float>(rng.normal());
-    f.attend(q, out);  // warm-up
+    f.attend(q, out, pool);  // warm-up
     double seconds = 0.0;
     for (auto _ : state) {
         const auto t0 = std::chrono::steady_clock::now();
-        f.attend(q, out);
+        f.attend(q, out, pool);
         benchmark::DoNotOptimize(out.data());
         benchmark::ClobberMemory();
         seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -137,13 +138,25 @@ int main(int argc, char** argv) {
     g_bandwidth = measure_bandwidth();
     std::printf("streaming-read bandwidth: %.2f GB/s (best of 5 reads of 512 MiB)\n", g_bandwidth / 1e9);
     benchmark::RegisterBenchmark("BM_StreamRead", BM_StreamRead)->Unit(benchmark::kMillisecond);
+    static optiq::ThreadPool pool(2);
     for (const char* m : {"f32", "f16", "affine:4", "affine:8", "tq_mse:2", "tq_mse:3", "tq_mse:4"})
         for (long d : {64L, 128L})
             for (long ctx : {1024L, 4096L, 16384L, 32768L})
                 benchmark::RegisterBenchmark((std::string("decode/") + m).c_str(),
-                                             [m](benchmark::State& s) { BM_Decode(s, m); })
+                                             [m](benchmark::State& s) { BM_Decode(s, m, nullptr); })
                     ->Args({d, ctx})
                     ->Unit(benchmark::kMicrosecond);
+    for (const char* m : {"tq_prod:4", "kivi:4", "qjl"})
+        for (long ctx : {1024L, 32768L})
+            benchmark::RegisterBenchmark((std::string("decode/") + m).c_str(),
+                                         [m](benchmark::State& s) { BM_Decode(s, m, nullptr); })
+                ->Args({128, ctx})
+                ->Unit(benchmark::kMicrosecond);
+    for (const char* m : {"f16", "affine:4", "tq_mse:4"})
+        benchmark::RegisterBenchmark((std::string("decode_pool2/") + m).c_str(),
+                                     [m](benchmark::State& s) { BM_Decode(s, m, &pool); })
+            ->Args({128, 32768})
+            ->Unit(benchmark::kMicrosecond);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();

@@ -58,10 +58,19 @@ TEST(AnyKVCache, SameNumbersAsTheTypedCache) {
     const auto k = gaussian(12 * kTok, 4), v = gaussian(12 * kTok, 5), q = gaussian(kHq * kDim, 6);
     any.append(k, v);
     typed.append(k, v);
-    std::vector<float> a(q.size()), b(q.size());
+    std::vector<float> a(q.size()), b(q.size()), c(q.size());
     any.attend(q, a);
     typed.attend(q, b);
     EXPECT_EQ(a, b);
+    ThreadPool pool(2);
+    for (const auto arch : test::archs()) {
+        any.attend_on(arch, 0, q, a, &pool);
+        typed.attend_on(arch, 0, q, b);
+        EXPECT_EQ(a, b) << backend::arch::arch_name(arch);
+    }
+    any.attend(0, q, c, &pool);
+    typed.attend(q, b);
+    EXPECT_EQ(c, b);
     EXPECT_EQ(any.memory_bytes(), typed.memory_bytes());
     EXPECT_NE((any.target<TurboQuantMsePolicy>()), nullptr);
     EXPECT_EQ((any.target<MlxAffinePolicy>()), nullptr);

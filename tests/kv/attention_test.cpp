@@ -73,9 +73,14 @@ void check_policy(const P& policy, std::uint64_t seed, float rel_tol_vs_exact) {
         const std::size_t nq = t == pre ? pre : 1;  // the prefill chunk, then decode steps
         const auto q = gaussian(nq * kHq * kDim, seed + 10 + t);
         std::vector<float> fast(q.size()), ref(q.size());
-        cache.attend(q, fast);
         cache.attend_reference(q, ref);
         const float m = std::max(1.0f, test::max_abs(ref));
+        for (const auto arch : test::archs()) {  // every kernel set this CPU runs
+            std::vector<float> o(q.size());
+            cache.attend_on(arch, 0, q, o);
+            worst = std::max(worst, test::max_abs_diff(o, ref) / m);
+        }
+        cache.attend(q, fast);
         worst = std::max(worst, test::max_abs_diff(fast, ref) / m);
 
         // The reference is plain attention over what the codecs decode.
@@ -133,6 +138,14 @@ TEST(Attention, Kivi) {
 TEST(Attention, MixedFullPrecisionValues) {
     check_policy(Policy(turboquant_mse_codec(kDim, 4, 5), F16Codec(kDim)), 200, 0.13f);
     check_policy(Policy(F32Codec(kDim), turboquant_mse_codec(kDim, 4, 5), 2), 210, 0.13f);
+    check_policy(Policy(BF16Codec(kDim), mlx_affine_codec(kDim, 4, 32)), 215, 0.16f);
+}
+TEST(Attention, EveryTurboQuantWidthAndAffineWidth) {
+    for (int b = 1; b <= 8; ++b) {
+        check_policy(Policy(turboquant_mse_codec(kDim, b, 30), turboquant_mse_codec(kDim, b, 31), 3),
+                     250 + static_cast<std::uint64_t>(b), 6.0f);  // kernels, not quality: 1 bit is coarse
+        check_policy(mlx_affine_policy(kDim, b, b, 32), 270 + static_cast<std::uint64_t>(b), 6.0f);
+    }
 }
 
 // Values-only quantization: for independent random values the output error relative to the

@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <thread>
 #include <vector>
 
 #include "kv_test_util.hpp"
 #include "optiq/kv/layouts/paged.hpp"
 #include "optiq/kv/layouts/ring.hpp"
+#include "optiq/core/threads.hpp"
 #include "optiq/kv/policies.hpp"
 
 namespace optiq::kv {
@@ -66,10 +68,56 @@ TEST(KVCacheFullPrecision, F16StoresRoundedValuesAndAttendsExactly) {
     for (auto& x : k) x = round_to_f16(x);
     for (auto& x : v) x = round_to_f16(x);
     const auto q = gaussian(3 * hq * d, 23);
-    std::vector<float> out(q.size());
-    cache.attend(q, out);
-    EXPECT_EQ(out, naive_attention(q, k, v, hq, hkv, d, 0.25f));
+    const auto naive = naive_attention(q, k, v, hq, hkv, d, 0.25f);
+    // The scalar path keeps the reference order: exact. Vector kernels sum in another order.
+    for (const auto arch : test::archs()) {
+        std::vector<float> out(q.size());
+        cache.attend_on(arch, 0, q, out);
+        if (arch == backend::arch::Arch::scalar) {
+            EXPECT_EQ(out, naive);
+        } else {
+            EXPECT_LT(test::max_abs_diff(out, naive), 2e-6f * std::max(1.0f, test::max_abs(naive)))
+                << backend::arch::arch_name(arch);
+        }
+    }
     EXPECT_EQ(cache.memory_bytes(), T * hkv * d * 2 * 2);  // 2 bytes per value, keys and values
+}
+
+// f32 caches are the exact ground truth on every architecture (kv/attention.hpp).
+TEST(KVCacheFullPrecision, F32IsExactOnEveryArchitecture) {
+    const std::size_t hq = 4, hkv = 2, d = 32, T = 40;
+    const auto k = gaussian(T * hkv * d, 24), v = gaussian(T * hkv * d, 25), q = gaussian(2 * hq * d, 26);
+    KVCache cache(full_precision_policy<SideType::f32>(d), AttentionShape{hq, hkv, d});
+    cache.append(k, v);
+    const auto naive = naive_attention(q, k, v, hq, hkv, d, 1.0f / std::sqrt(32.0f));
+    for (const auto arch : test::archs()) {
+        std::vector<float> out(q.size());
+        cache.attend_on(arch, 0, q, out);
+        EXPECT_EQ(out, naive) << backend::arch::arch_name(arch);
+    }
+}
+
+// Heads on a thread pool: the same numbers as one thread (each head's work is the same), for
+// decode and a prefill chunk, on every architecture, through KVCache and AnyKVCache.
+TEST(KVCache, ThreadPoolGivesTheSameNumbers) {
+    const std::size_t hq = 8, hkv = 4, d = 64, T = 300;
+    const auto k = gaussian(T * hkv * d, 61), v = gaussian(T * hkv * d, 62);
+    ThreadPool pool(3);
+    KVCache cache(turboquant_mse_policy(d, 4, 3, 9, 4), AttentionShape{hq, hkv, d});
+    cache.append(k, v);
+    for (const std::size_t nq : {std::size_t{1}, std::size_t{40}}) {
+        const auto q = gaussian(nq * hq * d, 63 + nq);
+        for (const auto arch : test::archs()) {
+            std::vector<float> one(q.size()), many(q.size());
+            cache.attend_on(arch, 0, q, one);
+            cache.attend_on(arch, 0, q, many, &pool);
+            EXPECT_EQ(one, many) << backend::arch::arch_name(arch) << ", " << nq << " queries";
+        }
+        std::vector<float> a(q.size()), b(q.size());
+        cache.attend(q, a);
+        cache.attend(0, q, b, &pool);
+        EXPECT_EQ(a, b);
+    }
 }
 
 // GQA: each query head reads KV head h / rep. The same cache seen as rep MHA caches (query head

@@ -8,9 +8,21 @@
 #include <limits>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
 #include "optiq/core/rng.hpp"
 
 namespace optiq::kv::test {
+
+/// Every architecture this CPU runs, scalar first (each SIMD path is tested, not only the best).
+inline std::vector<backend::arch::Arch> archs() {
+    using backend::arch::Arch;
+    std::vector<Arch> a{Arch::scalar};
+    const Arch best = backend::arch::best_arch();
+    if (best == Arch::avx2 || best == Arch::avx512) a.push_back(Arch::avx2);
+    if (best == Arch::avx512) a.push_back(Arch::avx512);
+    if (best == Arch::neon) a.push_back(Arch::neon);
+    return a;
+}
 
 /// n values N(0, sigma^2) from a seeded generator.
 inline std::vector<float> gaussian(std::size_t n, std::uint64_t seed, float sigma = 1.0f) {

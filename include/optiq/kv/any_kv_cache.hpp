@@ -24,7 +24,9 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
 #include "optiq/core/error.hpp"
+#include "optiq/core/threads.hpp"
 #include "optiq/kv/attention.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/kv_cache.hpp"
@@ -52,8 +54,18 @@ public:
 
     void append(std::size_t seq, std::span<const float> k, std::span<const float> v) { get().append(seq, k, v); }
     void append(std::span<const float> k, std::span<const float> v) { append(0, k, v); }
-    void attend(std::size_t seq, std::span<const float> q, std::span<float> out) { get().attend(seq, q, out); }
-    void attend(std::span<const float> q, std::span<float> out) { attend(0, q, out); }
+    /// With a pool, the KV heads run on its threads (KVCache::attend).
+    void attend(std::size_t seq, std::span<const float> q, std::span<float> out, ThreadPool* pool = nullptr) {
+        get().attend(seq, q, out, pool, backend::arch::best_arch());
+    }
+    void attend(std::span<const float> q, std::span<float> out, ThreadPool* pool = nullptr) {
+        attend(0, q, out, pool);
+    }
+    /// attend() with the kernels of a given architecture (KVCache::attend_on).
+    void attend_on(backend::arch::Arch arch, std::size_t seq, std::span<const float> q, std::span<float> out,
+                   ThreadPool* pool = nullptr) {
+        get().attend(seq, q, out, pool, arch);
+    }
     void attend_reference(std::size_t seq, std::span<const float> q, std::span<float> out) {
         get().attend_reference(seq, q, out);
     }
@@ -79,7 +91,7 @@ private:
         virtual std::size_t held(std::size_t) const = 0;
         virtual std::size_t memory_bytes() const = 0;
         virtual void append(std::size_t, std::span<const float>, std::span<const float>) = 0;
-        virtual void attend(std::size_t, std::span<const float>, std::span<float>) = 0;
+        virtual void attend(std::size_t, std::span<const float>, std::span<float>, ThreadPool*, backend::arch::Arch) = 0;
         virtual void attend_reference(std::size_t, std::span<const float>, std::span<float>) = 0;
         virtual void truncate(std::size_t, std::size_t) = 0;
         virtual void clear(std::size_t) = 0;
@@ -97,7 +109,10 @@ private:
         void append(std::size_t s, std::span<const float> k, std::span<const float> v) override {
             cache.append(s, k, v);
         }
-        void attend(std::size_t s, std::span<const float> q, std::span<float> o) override { cache.attend(s, q, o); }
+        void attend(std::size_t s, std::span<const float> q, std::span<float> o, ThreadPool* pool,
+                    backend::arch::Arch arch) override {
+            cache.attend_on(arch, s, q, o, pool);
+        }
         void attend_reference(std::size_t s, std::span<const float> q, std::span<float> o) override {
             cache.attend_reference(s, q, o);
         }

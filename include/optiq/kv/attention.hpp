@@ -21,15 +21,24 @@
 // window W only t > position − W. GQA: query head h reads KV head h / (q_heads / kv_heads).
 // Queries are processed in blocks of query_block tokens so the score buffer stays
 // O(query_block · rep · context) during long prefills.
+//
+// Speed (attend_rotated on a vector architecture): per KV head, the records every query of a block
+// sees are scored and accumulated a run at a time by backend/simd/kv_attention.hpp (TurboQuant's
+// codes looked up in its one codebook held in registers, f16 widened by F16C, MLX affine as
+// scale·code + bias), the softmax is vectorised, and heads may run on a thread pool.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
+#include "optiq/backend/simd/kv_attention.hpp"
 #include "optiq/core/error.hpp"
+#include "optiq/core/threads.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/recent.hpp"
 
@@ -241,12 +250,54 @@ void attend_dequantized(const P& policy, const SequenceView<L>& sv, const Attent
     }
 }
 
-/// Attention on the codes, in the codecs' spaces. Same arguments as attend_dequantized.
-template <KVPolicy P, KVLayout L>
-void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionShape& shape, std::span<const float> q,
-                    std::size_t n_q, std::span<float> out, AttentionWorkspace<P>& ws) {
+namespace detail {
+
+/// f32 keys and values attend in the reference order on every architecture (the exact ground
+/// truth: an f32 cache equals the naive loop bit for bit).
+template <class C>
+[[nodiscard]] constexpr bool exact_codec() noexcept {
+    if constexpr (requires { C::exact_attention; }) {
+        return C::exact_attention;
+    } else {
+        return false;
+    }
+}
+
+/// f(head, workspace) for every KV head; with a pool, heads run on its threads, each with its own
+/// workspace (ws holds at least pool->size() of them).
+template <class W, class F>
+void for_each_head(std::size_t heads, ThreadPool* pool, std::span<W> ws, F&& f) {
+    if (pool == nullptr || pool->size() <= 1 || heads <= 1) {
+        for (std::size_t g = 0; g < heads; ++g) f(g, ws[0]);
+        return;
+    }
+    pool->parallel_for(heads, [&](std::size_t begin, std::size_t end, std::size_t worker) {
+        for (std::size_t g = begin; g < end; ++g) f(g, ws[worker]);
+    });
+}
+
+/// The records [a, e) of a run, key or value side.
+[[nodiscard]] inline backend::kv::Records key_records(const Run& run, std::size_t a, std::size_t e, std::size_t kw,
+                                                      std::size_t ks) noexcept {
+    return {run.key_words + a * kw, kw, run.key_side != nullptr ? run.key_side + a * ks : nullptr, ks, e - a};
+}
+[[nodiscard]] inline backend::kv::Records value_records(const Run& run, std::size_t a, std::size_t e, std::size_t vw,
+                                                        std::size_t vs) noexcept {
+    return {run.value_words + a * vw, vw, run.value_side != nullptr ? run.value_side + a * vs : nullptr, vs, e - a};
+}
+
+/// attend_rotated for one architecture tag. arch::scalar: every record through the codec's
+/// score/accumulate, softmax in the reference order. Other tags: the positions every query of a
+/// block sees go through the codec's whole-run kernels (KVRunCodec), the softmax through the
+/// tag's vector kernel; the few positions only some queries see (the causal edge of a prefill
+/// block, a sliding window's edge) still go record by record.
+template <class Tag, KVPolicy P, KVLayout L>
+void attend_codes(Tag tag, const P& policy, const SequenceView<L>& sv, const AttentionShape& shape,
+                  std::span<const float> q, std::size_t n_q, std::span<float> out,
+                  std::span<AttentionWorkspace<P>> workspaces, ThreadPool* pool) {
+    using KC = typename P::key_codec;
     using VC = typename P::value_codec;
-    detail::check_attend(shape, sv.size, q, n_q, out);
+    constexpr bool fast = !std::is_same_v<Tag, backend::arch::scalar>;
     const auto& kc = policy.keys();
     const auto& vc = policy.values();
     const std::size_t d = shape.dim, rep = shape.group(), hq = shape.q_heads, acc_n = vc.accumulator_size();
@@ -254,47 +305,72 @@ void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionS
                       vs = vc.side_per_token();
     const float scale = shape.effective_scale();
     const std::size_t nq_pos = sv.recent.count() != 0 ? sv.recent.first() : sv.size;
-    for (std::size_t q0 = 0; q0 < n_q; q0 += detail::query_block) {
-        const std::size_t q1 = std::min(n_q, q0 + detail::query_block);
-        const auto b = detail::make_block(sv, n_q, q0, q1);
+    for (std::size_t q0 = 0; q0 < n_q; q0 += query_block) {
+        const std::size_t q1 = std::min(n_q, q0 + query_block);
+        const auto b = make_block(sv, n_q, q0, q1);
         const std::size_t span = b.span, nstates = (q1 - q0) * rep;
-        ws.states.resize(nstates);
-        ws.scores.resize(nstates * span);
-        ws.accs.resize(nstates * acc_n);
-        if constexpr (!VC::plain_value_space) ws.plain.resize(nstates * d);
-        float* const scores = ws.scores.data();
-        for (std::size_t g = 0; g < shape.kv_heads; ++g) {
+        // Positions [c_lo, c_hi) are seen by every query of the block.
+        const std::size_t c_lo = std::max(b.t_lo, b.lo(q1 - 1)), c_hi = b.pos(q0) + 1;
+        const std::size_t q_end = std::min(nq_pos, b.t_lo + span);
+        for_each_head(shape.kv_heads, pool, workspaces, [&](std::size_t g, AttentionWorkspace<P>& ws) {
+            ws.states.resize(nstates);
+            ws.scores.resize(nstates * span);
+            ws.accs.resize(nstates * acc_n);
+            if constexpr (!VC::plain_value_space) ws.plain.resize(nstates * d);
+            float* const scores = ws.scores.data();
             const auto qvec = [&](std::size_t k) {  // state k = (qi - q0) * rep + r
                 return q.data() + ((q0 + k / rep) * hq + g * rep + k % rep) * d;
             };
             for (std::size_t k = 0; k < nstates; ++k) kc.prepare_query({qvec(k), d}, ws.states[k], ws.key_scratch);
-            const std::span<const typename P::key_codec::query_state> states(ws.states.data(), nstates);
+            const std::span<const typename KC::query_state> states(ws.states.data(), nstates);
+            // [a, e): the part of a run that every query sees (empty when there is none).
+            const auto common = [&](const Run& run, std::size_t& a, std::size_t& e) {
+                a = std::clamp(c_lo, run.pos, run.pos + run.count) - run.pos;
+                e = std::clamp(c_hi, run.pos, run.pos + run.count) - run.pos;
+                if (e < a) e = a;
+            };
 
             // Scores: each key's record is read once for all queries that see it.
-            const std::size_t q_end = std::min(nq_pos, b.t_lo + span);
-            if constexpr (KVBlockKeyCodec<typename P::key_codec>) {
+            if constexpr (KVBlockKeyCodec<KC>) {
                 // A block's statistics are shared: score all queries against the whole block, keep
                 // the positions of the score rows (entries a query cannot see are never read).
                 const std::size_t B = kc.block_tokens();
                 ws.block.resize(nstates * B);
-                detail::for_each_key_block(sv.layout, sv.seq, g, b.t_lo, q_end, B, kw, ks,
-                                           [&](std::size_t pos, auto words, auto side) {
-                                               kc.score_block(states, words, side, ws.key_scratch, ws.block.data(), B);
-                                               for (std::size_t j = 0; j < B; ++j) {
-                                                   if (pos + j < b.t_lo || pos + j >= q_end) continue;
-                                                   for (std::size_t k = 0; k < nstates; ++k)
-                                                       scores[k * span + pos + j - b.t_lo] = ws.block[k * B + j];
-                                               }
-                                           });
+                for_each_key_block(sv.layout, sv.seq, g, b.t_lo, q_end, B, kw, ks,
+                                   [&](std::size_t pos, auto words, auto side) {
+                                       if constexpr (fast && KVRunBlockKeyCodec<KC>) {
+                                           kc.score_block(tag, states, words, side, ws.key_scratch, ws.block.data(), B);
+                                       } else {
+                                           kc.score_block(states, words, side, ws.key_scratch, ws.block.data(), B);
+                                       }
+                                       for (std::size_t j = 0; j < B; ++j) {
+                                           if (pos + j < b.t_lo || pos + j >= q_end) continue;
+                                           for (std::size_t k = 0; k < nstates; ++k)
+                                               scores[k * span + pos + j - b.t_lo] = ws.block[k * B + j];
+                                       }
+                                   });
             } else {
                 sv.layout.for_each_run(sv.seq, g, b.t_lo, q_end, [&](const Run& run) {
-                    for (std::size_t j = 0; j < run.count; ++j) {
+                    const auto one_by_one = [&](std::size_t j0, std::size_t j1) {
+                        for (std::size_t j = j0; j < j1; ++j) {
+                            std::size_t a = 0, e = 0;
+                            b.seeing(run.pos + j, a, e);
+                            if (a == e) continue;
+                            kc.score(states.subspan((a - q0) * rep, (e - a) * rep), {run.key_words + j * kw, kw},
+                                     {run.key_side + j * ks, ks}, ws.key_scratch,
+                                     scores + (a - q0) * rep * span + (run.pos + j - b.t_lo), span);
+                        }
+                    };
+                    if constexpr (fast && KVRunCodec<KC>) {
                         std::size_t a = 0, e = 0;
-                        b.seeing(run.pos + j, a, e);
-                        if (a == e) continue;
-                        kc.score(states.subspan((a - q0) * rep, (e - a) * rep), {run.key_words + j * kw, kw},
-                                 {run.key_side + j * ks, ks}, ws.key_scratch,
-                                 scores + (a - q0) * rep * span + (run.pos + j - b.t_lo), span);
+                        common(run, a, e);
+                        one_by_one(0, a);
+                        if (a < e)
+                            kc.score_run(tag, states, key_records(run, a, e, kw, ks),
+                                         scores + (run.pos + a - b.t_lo), span);
+                        one_by_one(e, run.count);
+                    } else {
+                        one_by_one(0, run.count);
                     }
                 });
             }
@@ -304,10 +380,18 @@ void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionS
                         std::size_t a = 0, e = 0;
                         b.seeing(pos + j, a, e);
                         for (std::size_t k = (a - q0) * rep; k < (e - q0) * rep; ++k)
-                            scores[k * span + pos + j - b.t_lo] = detail::dot_in_order(qvec(k), kp + j * d, d);
+                            scores[k * span + pos + j - b.t_lo] = dot_in_order(qvec(k), kp + j * d, d);
                     }
                 });
-            detail::softmax_rows(scores, span, b, rep, scale);
+            if constexpr (fast) {
+                for (std::size_t qi = q0; qi < q1; ++qi) {
+                    const std::size_t from = b.lo(qi) > b.t_lo ? b.lo(qi) - b.t_lo : 0, to = b.pos(qi) + 1 - b.t_lo;
+                    for (std::size_t r = 0; r < rep; ++r)
+                        backend::kv::softmax_row(tag, scores + ((qi - q0) * rep + r) * span + from, to - from, scale);
+                }
+            } else {
+                softmax_rows(scores, span, b, rep, scale);
+            }
 
             // Values, weighted by the probabilities, in the value codec's space.
             std::fill(ws.accs.begin(), ws.accs.end(), 0.0f);
@@ -319,13 +403,26 @@ void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionS
                 plain_stride = d;
             }
             sv.layout.for_each_run(sv.seq, g, b.t_lo, q_end, [&](const Run& run) {
-                for (std::size_t j = 0; j < run.count; ++j) {
+                const auto one_by_one = [&](std::size_t j0, std::size_t j1) {
+                    for (std::size_t j = j0; j < j1; ++j) {
+                        std::size_t a = 0, e = 0;
+                        b.seeing(run.pos + j, a, e);
+                        if (a == e) continue;
+                        vc.accumulate({run.value_words + j * vw, vw}, {run.value_side + j * vs, vs}, ws.value_scratch,
+                                      scores + (a - q0) * rep * span + (run.pos + j - b.t_lo), span,
+                                      ws.accs.data() + (a - q0) * rep * acc_n, (e - a) * rep);
+                    }
+                };
+                if constexpr (fast && KVRunCodec<VC>) {
                     std::size_t a = 0, e = 0;
-                    b.seeing(run.pos + j, a, e);
-                    if (a == e) continue;
-                    vc.accumulate({run.value_words + j * vw, vw}, {run.value_side + j * vs, vs}, ws.value_scratch,
-                                  scores + (a - q0) * rep * span + (run.pos + j - b.t_lo), span,
-                                  ws.accs.data() + (a - q0) * rep * acc_n, (e - a) * rep);
+                    common(run, a, e);
+                    one_by_one(0, a);
+                    if (a < e)
+                        vc.accumulate_run(tag, value_records(run, a, e, vw, vs), scores + (run.pos + a - b.t_lo), span,
+                                          ws.accs.data(), nstates);
+                    one_by_one(e, run.count);
+                } else {
+                    one_by_one(0, run.count);
                 }
             });
             sv.recent.for_each_run(g, b.t_lo, b.t_lo + span,
@@ -347,8 +444,39 @@ void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionS
                 if constexpr (!VC::plain_value_space)
                     for (std::size_t i = 0; i < d; ++i) o[i] += ws.plain[k * d + i];
             }
-        }
+        });
     }
+}
+
+}  // namespace detail
+
+/// Attention on the codes, in the codecs' spaces (arguments as attend_dequantized). `arch` picks
+/// the kernels once for the call (backend/simd/arch.hpp; f32 caches always attend in the
+/// reference order); with a pool, KV heads run on its threads, each with its own workspace from
+/// `workspaces` (at least pool->size() of them; one without a pool). The pool must not be used by
+/// another call at the same time (ThreadPool::parallel_for).
+template <KVPolicy P, KVLayout L>
+void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionShape& shape, std::span<const float> q,
+                    std::size_t n_q, std::span<float> out, std::span<AttentionWorkspace<P>> workspaces,
+                    ThreadPool* pool = nullptr, backend::arch::Arch arch = backend::arch::best_arch()) {
+    detail::check_attend(shape, sv.size, q, n_q, out);
+    const std::size_t need = pool != nullptr ? pool->size() : 1;
+    if (workspaces.size() < need)
+        optiq::detail::fail<shape_error>("kv::attend_rotated: ", workspaces.size(), " workspaces for ", need,
+                                         " threads");
+    if constexpr (detail::exact_codec<typename P::key_codec>() && detail::exact_codec<typename P::value_codec>()) {
+        detail::attend_codes(backend::arch::scalar{}, policy, sv, shape, q, n_q, out, workspaces, pool);
+    } else {
+        backend::arch::dispatch(
+            [&](auto tag) { detail::attend_codes(tag, policy, sv, shape, q, n_q, out, workspaces, pool); }, arch);
+    }
+}
+
+/// One workspace, no pool (the signature before threads).
+template <KVPolicy P, KVLayout L>
+void attend_rotated(const P& policy, const SequenceView<L>& sv, const AttentionShape& shape, std::span<const float> q,
+                    std::size_t n_q, std::span<float> out, AttentionWorkspace<P>& ws) {
+    attend_rotated(policy, sv, shape, q, n_q, out, std::span<AttentionWorkspace<P>>(&ws, 1));
 }
 
 }  // namespace optiq::kv

@@ -8,11 +8,18 @@
 //  - KVPolicy: a key codec, a value codec and the recent-token full-precision window.
 //  - KVLayout: where the records of every token, head and sequence live (contiguous per head,
 //    paged, ring), exposed to attention as runs of consecutive positions per head.
+//  - KVRunCodec (optional): a codec that also scores and accumulates whole runs of records at
+//    once through the architecture kernels of backend/simd/kv_attention.hpp; attention uses it for
+//    the positions every query of a block sees, on any architecture tag but arch::scalar (whose
+//    path stays the per-record one above, the ground truth the kernels are tested against).
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+
+#include "optiq/backend/simd/arch.hpp"
+#include "optiq/backend/simd/kv_types.hpp"
 
 namespace optiq::kv {
 
@@ -80,6 +87,18 @@ concept KVCodec = std::copy_constructible<C> &&
     c.finish(std::span<const float>(out), out, scratch);  // accumulator -> model-space vector
 };
 
+/// A KVCodec with whole-run kernels, for every architecture tag T (checked with arch::scalar):
+///   score_run(T, states, records, out, stride)  out[k * stride + j] = <query_k, vector of record j>
+///   accumulate_run(T, records, weights, stride, accs, n)   accs[k * accumulator_size() ...] +=
+///       weights[k * stride + j] * (vector of record j in the codec's space), for every record j
+template <class C>
+concept KVRunCodec = KVCodec<C> &&
+    requires(const C& c, std::span<const typename C::query_state> states, const backend::kv::Records& r, float* out,
+             const float* weights, std::size_t stride, float* accs, std::size_t n) {
+    c.score_run(backend::arch::scalar{}, states, r, out, stride);
+    c.accumulate_run(backend::arch::scalar{}, r, weights, stride, accs, n);
+};
+
 /// A key codec that quantizes blocks of block_tokens() consecutive tokens together (KIVI keys:
 /// per-channel statistics over a group of tokens). A token's record holds its codes and a
 /// 1/block slice of the block's side data, so a block is block_tokens() consecutive records and
@@ -104,6 +123,14 @@ concept KVBlockKeyCodec = std::copy_constructible<C> &&
     c.prepare_query(x, state, scratch);
     // scores[k * stride + j] = <query_k, token j of the block>.
     c.score_block(states, words, side, scratch, out.data(), stride);
+};
+
+/// A block key codec whose score_block also takes an architecture tag (first argument).
+template <class C>
+concept KVRunBlockKeyCodec = KVBlockKeyCodec<C> &&
+    requires(const C& c, typename C::scratch_type& scratch, std::span<const typename C::query_state> states,
+             std::span<const std::uint32_t> words, std::span<const float> side, float* out, std::size_t stride) {
+    c.score_block(backend::arch::scalar{}, states, words, side, scratch, out, stride);
 };
 
 /// What a policy may use for keys: a per-token codec or a block codec.

@@ -4,6 +4,7 @@
 //   kv::KVCache cache(kv::turboquant_mse_policy(128, 4, 3, seed), {32, 8, 128}, batch);
 //   cache.append(seq, k, v);        // k, v: [n_tokens][kv_heads][dim], one token or a chunk
 //   cache.attend(seq, q, out);      // q, out: [n_q][q_heads][dim], the newest n_q positions
+//   cache.attend(seq, q, out, &pool);  // the same, KV heads on a ThreadPool's threads
 //
 // Policy (a KVPolicy) chooses the key and value codecs and the full-precision recent window;
 // Layout (a KVLayout) stores the quantized records: ContiguousLayout (default), PagedLayout,
@@ -13,7 +14,8 @@
 //
 // Threads: different sequences may be appended to and attended from different threads at the
 // same time; calls on one sequence must not overlap, and memory_bytes()/clear() (all sequences)
-// must not overlap appends. Each sequence owns its working memory, so after warm-up attend does
+// must not overlap appends; a ThreadPool passed to attend must not serve two calls at once. Each
+// sequence owns its working memory (one workspace per pool thread), so after warm-up attend does
 // not allocate except when a longer context needs a longer score row, and append allocates only
 // when storage grows (contiguous doubling, a new page) — and, for the codecs that go through a
 // core method's batch encode (TurboQuant-Prod, RVQ, QJL, PolarQuant, KIVI), one small batch per
@@ -25,7 +27,9 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
 #include "optiq/core/error.hpp"
+#include "optiq/core/threads.hpp"
 #include "optiq/kv/attention.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/layouts/contiguous.hpp"
@@ -100,17 +104,29 @@ public:
     }
     void append(std::span<const float> k, std::span<const float> v) { append(0, k, v); }
 
-    /// Attention of the newest n_q positions (q: [n_q][q_heads][dim]) into out (same shape).
-    void attend(std::size_t seq, std::span<const float> q, std::span<float> out) {
-        auto& s = seq_at(seq, "attend");
-        attend_rotated(policy_, view(seq, s), shape_, q, queries(q), out, s.ws);
+    /// Attention of the newest n_q positions (q: [n_q][q_heads][dim]) into out (same shape). With a
+    /// pool, the KV heads run on its threads (the pool must not serve another call meanwhile).
+    void attend(std::size_t seq, std::span<const float> q, std::span<float> out, ThreadPool* pool = nullptr) {
+        attend_on(backend::arch::best_arch(), seq, q, out, pool);
     }
-    void attend(std::span<const float> q, std::span<float> out) { attend(0, q, out); }
+    void attend(std::span<const float> q, std::span<float> out, ThreadPool* pool = nullptr) {
+        attend(0, q, out, pool);
+    }
+    /// attend() with the kernels of a given architecture (arch::dispatch: one this CPU lacks falls
+    /// back to the best it has); Arch::scalar is the record-by-record reference order.
+    void attend_on(backend::arch::Arch arch, std::size_t seq, std::span<const float> q, std::span<float> out,
+                   ThreadPool* pool = nullptr) {
+        auto& s = seq_at(seq, "attend");
+        const std::size_t threads = pool != nullptr ? pool->size() : 1;
+        while (s.ws.size() < threads) s.ws.emplace_back(policy_);
+        attend_rotated(policy_, view(seq, s), shape_, q, queries(q), out, std::span<AttentionWorkspace<P>>(s.ws),
+                       pool, arch);
+    }
 
     /// Dequantize-then-attend, the reference the codes path is tested against.
     void attend_reference(std::size_t seq, std::span<const float> q, std::span<float> out) {
         auto& s = seq_at(seq, "attend_reference");
-        attend_dequantized(policy_, view(seq, s), shape_, q, queries(q), out, s.ws);
+        attend_dequantized(policy_, view(seq, s), shape_, q, queries(q), out, s.ws.front());
     }
     void attend_reference(std::span<const float> q, std::span<float> out) { attend_reference(0, q, out); }
 
@@ -149,10 +165,10 @@ public:
 
 private:
     struct Seq {
-        Seq(const P& p, const AttentionShape& sh) : recent(sh.kv_heads, sh.dim, p.recent()), ws(p) {}
+        Seq(const P& p, const AttentionShape& sh) : recent(sh.kv_heads, sh.dim, p.recent()) { ws.emplace_back(p); }
         std::size_t size = 0;
         RecentWindow recent;
-        AttentionWorkspace<P> ws;
+        std::vector<AttentionWorkspace<P>> ws;  ///< one per thread attending this sequence's heads
     };
 
     static const AttentionShape& check_shape(const AttentionShape& s, const P& p) {
@@ -228,19 +244,19 @@ private:
             for (std::size_t i = 0; i < block_; ++i) {
                 const RecordRef r = layout_.record(seq, h, old + i);
                 policy_.values().encode({s.recent.value(h, old + i), d}, {r.value_words, f.value_words},
-                                        {r.value_side, f.value_side}, s.ws.value_scratch);
+                                        {r.value_side, f.value_side}, s.ws.front().value_scratch);
                 if constexpr (!block_keys)
                     policy_.keys().encode({s.recent.key(h, old + i), d}, {r.key_words, f.key_words},
-                                          {r.key_side, f.key_side}, s.ws.key_scratch);
+                                          {r.key_side, f.key_side}, s.ws.front().key_scratch);
             }
             if constexpr (block_keys) {
                 // The window is a ring: gather the block's keys (records of a head are consecutive).
-                s.ws.block.resize(block_ * d);
+                s.ws.front().block.resize(block_ * d);
                 for (std::size_t i = 0; i < block_; ++i)
-                    std::copy_n(s.recent.key(h, old + i), d, s.ws.block.data() + i * d);
+                    std::copy_n(s.recent.key(h, old + i), d, s.ws.front().block.data() + i * d);
                 const RecordRef r = layout_.record(seq, h, old);
-                policy_.keys().encode_block(s.ws.block, {r.key_words, block_ * f.key_words},
-                                            {r.key_side, block_ * f.key_side}, s.ws.key_scratch);
+                policy_.keys().encode_block(s.ws.front().block, {r.key_words, block_ * f.key_words},
+                                            {r.key_side, block_ * f.key_side}, s.ws.front().key_scratch);
             }
         }
         for (std::size_t i = 0; i < block_; ++i) s.recent.pop_front();
@@ -251,9 +267,9 @@ private:
         const RecordRef r = layout_.record(seq, h, pos);
         if constexpr (!block_keys)
             policy_.keys().encode({k, shape_.dim}, {r.key_words, f.key_words}, {r.key_side, f.key_side},
-                                  s.ws.key_scratch);
+                                  s.ws.front().key_scratch);
         policy_.values().encode({v, shape_.dim}, {r.value_words, f.value_words}, {r.value_side, f.value_side},
-                                s.ws.value_scratch);
+                                s.ws.front().value_scratch);
     }
 
     /// Truncation inside a quantized key block: the kept tokens of the block go back to the

@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "optiq/backend/simd/kv_attention.hpp"
 #include "optiq/core/error.hpp"
 #include "optiq/core/half.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/policies/policy.hpp"
+#include "optiq/kv/policies/vector_codec.hpp"
 #include "optiq/quant/encoded.hpp"
 
 namespace optiq::kv {
@@ -22,6 +24,9 @@ template <SideType T>
 class FullPrecisionCodec {
 public:
     static constexpr bool plain_value_space = true;
+    /// f32 is the exact ground truth: a cache of f32 keys and values attends in the reference order
+    /// on every architecture (kv/attention.hpp), so it equals the naive loop bit for bit.
+    static constexpr bool exact_attention = T == SideType::f32;
     static constexpr SideType storage = T;
 
     struct scratch_type {
@@ -88,6 +93,35 @@ public:
         for (std::size_t i = 0; i < dim_; ++i) out[i] = acc[i];
     }
 
+    [[nodiscard]] backend::kv::VectorCoding coding() const noexcept {
+        backend::kv::VectorCoding c;
+        c.coding = T == SideType::f32 ? backend::kv::Coding::f32
+                   : T == SideType::f16 ? backend::kv::Coding::f16
+                                        : backend::kv::Coding::bf16;
+        c.dim = dim_;
+        return c;
+    }
+
+    /// score() over a whole run (KVRunCodec): the vector kernels widen 16-bit values in registers.
+    template <class Tag>
+    void score_run(Tag tag, std::span<const query_state> states, const backend::kv::Records& r, float* out,
+                   std::size_t stride) const {
+        const auto c = coding();
+        detail::for_state_groups(states, [](const query_state& s) { return s.q.data(); },
+                                 [&](std::size_t k0, std::size_t kn, const float* const* q) {
+                                     backend::kv::dot_run(tag, c, r, {}, q, kn, out + k0 * stride, stride, false);
+                                 });
+    }
+
+    template <class Tag>
+    void accumulate_run(Tag tag, const backend::kv::Records& r, const float* weights, std::size_t stride, float* accs,
+                        std::size_t n) const {
+        const auto c = coding();
+        detail::for_groups(n, [&](std::size_t k0, std::size_t kn) {
+            backend::kv::axpy_run(tag, c, r, {}, weights + k0 * stride, stride, kn, accs + k0 * dim_, dim_);
+        });
+    }
+
 private:
     [[nodiscard]] static std::uint16_t to_bits(float v) noexcept {
         return T == SideType::bf16 ? float_to_bf16_bits(v) : float_to_f16_bits(v);
@@ -127,7 +161,7 @@ using F32Codec = FullPrecisionCodec<SideType::f32>;
 using F16Codec = FullPrecisionCodec<SideType::f16>;
 using BF16Codec = FullPrecisionCodec<SideType::bf16>;
 
-static_assert(KVCodec<F32Codec> && KVCodec<F16Codec> && KVCodec<BF16Codec>);
+static_assert(KVRunCodec<F32Codec> && KVRunCodec<F16Codec> && KVRunCodec<BF16Codec>);
 
 template <SideType T>
 using FullPrecisionPolicy = Policy<FullPrecisionCodec<T>, FullPrecisionCodec<T>>;

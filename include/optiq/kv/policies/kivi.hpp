@@ -17,9 +17,11 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/kv_attention.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/policies/policy.hpp"
 #include "optiq/kv/policies/vector_codec.hpp"
@@ -105,11 +107,46 @@ public:
         }
     }
 
+    /// score_block on an architecture's kernels: the codes of the block's tokens dotted with
+    /// q_c s_c (integer coding), plus the offset.
+    template <class Tag>
+    void score_block(Tag tag, std::span<const query_state> states, std::span<const std::uint32_t> words,
+                     std::span<const float> side, scratch_type& s, float* out, std::size_t stride) const {
+        if constexpr (std::is_same_v<Tag, backend::arch::scalar>) {
+            score_block(states, words, side, s, out, stride);
+        } else {
+            const std::size_t d = dim(), n = states.size(), w = words_per_token();
+            s.qscale.resize(n * d);
+            s.offset.resize(n);
+            for (std::size_t k = 0; k < n; ++k) {
+                const float* q = states[k].q.data();
+                float off = 0.0f;
+                for (std::size_t c = 0; c < d; ++c) {
+                    s.qscale[k * d + c] = q[c] * side[2 * c];
+                    off += q[c] * side[2 * c + 1];
+                }
+                s.offset[k] = off;
+            }
+            backend::kv::VectorCoding c;
+            c.coding = backend::kv::Coding::integer;
+            c.bits = bits();
+            c.dim = d;
+            const backend::kv::Records r{words.data(), w, nullptr, 0, block_tokens()};
+            detail::for_groups(n, [&](std::size_t k0, std::size_t kn) {
+                const float* q[backend::kv::max_states] = {};
+                for (std::size_t k = 0; k < kn; ++k) q[k] = s.qscale.data() + (k0 + k) * d;
+                backend::kv::dot_run(tag, c, r, {}, q, kn, out + k0 * stride, stride, false);
+            });
+            for (std::size_t k = 0; k < n; ++k)
+                for (std::size_t j = 0; j < block_tokens(); ++j) out[k * stride + j] += s.offset[k];
+        }
+    }
+
 private:
     quantizer_type q_;
 };
 
-static_assert(KVBlockKeyCodec<KiviKeyCodec>);
+static_assert(KVRunBlockKeyCodec<KiviKeyCodec>);
 
 class KiviValueCodec : public VectorCodecBase<KiviValues> {
 public:
@@ -166,9 +203,37 @@ public:
         for (std::size_t i = 0; i < dim(); ++i) out[i] = acc[i];
     }
 
+    /// Codes with a {scale, zero} per channel group: x_c = code_c s_g + z_g (affine coding).
+    [[nodiscard]] backend::kv::VectorCoding coding() const noexcept {
+        backend::kv::VectorCoding c;
+        c.coding = backend::kv::Coding::affine;
+        c.bits = bits();
+        c.dim = dim();
+        c.group = q_.group_size();
+        return c;
+    }
+
+    template <class Tag>
+    void score_run(Tag tag, std::span<const query_state> states, const backend::kv::Records& r, float* out,
+                   std::size_t stride) const {
+        const auto c = coding();
+        detail::for_state_groups(states, [](const query_state& s) { return s.q.data(); },
+                                 [&](std::size_t k0, std::size_t kn, const float* const* q) {
+                                     backend::kv::dot_run(tag, c, r, {}, q, kn, out + k0 * stride, stride, false);
+                                 });
+    }
+
+    template <class Tag>
+    void accumulate_run(Tag tag, const backend::kv::Records& r, const float* weights, std::size_t stride, float* accs,
+                        std::size_t n) const {
+        const auto c = coding();
+        detail::for_groups(n, [&](std::size_t k0, std::size_t kn) {
+            backend::kv::axpy_run(tag, c, r, {}, weights + k0 * stride, stride, kn, accs + k0 * dim(), dim());
+        });
+    }
 };
 
-static_assert(KVCodec<KiviValueCodec>);
+static_assert(KVRunCodec<KiviValueCodec>);
 
 [[nodiscard]] inline KiviValueCodec kivi_value_codec(std::size_t dim, int bits, std::size_t group_size = 32,
                                                      const char* which = "codec") {

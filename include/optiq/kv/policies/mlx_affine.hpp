@@ -14,7 +14,7 @@
 namespace optiq::kv {
 
 using MlxAffineCodec = QuantizerCodec<MlxAffine>;
-static_assert(KVCodec<MlxAffineCodec>);
+static_assert(KVRunCodec<MlxAffineCodec>);
 
 /// "affine:b:gG" for d-vectors; bits 1..8 (MLX itself: 2, 3, 4, 5, 6, 8), g must divide d.
 [[nodiscard]] inline MlxAffineCodec mlx_affine_codec(std::size_t dim, int bits, std::size_t group_size = 64,

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/kv_attention.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/policies/full_precision.hpp"
 #include "optiq/kv/policies/policy.hpp"
@@ -53,11 +54,41 @@ public:
         q_.sketch().add_transposed(acc, out);
     }
 
+    [[nodiscard]] backend::kv::VectorCoding coding() const noexcept {
+        backend::kv::VectorCoding c;
+        c.coding = backend::kv::Coding::signs;
+        c.dim = q_.sketch_rows();
+        return c;
+    }
+
+    /// score() over a whole run (KVRunCodec): c ‖k‖ <S q, z>.
+    template <class Tag>
+    void score_run(Tag tag, std::span<const query_state> states, const backend::kv::Records& r, float* out,
+                   std::size_t stride) const {
+        const auto c = coding();
+        const backend::kv::TokenScale ts{r.side, nullptr, r.side_stride, c_};
+        detail::for_state_groups(states, [](const query_state& s) { return s.sketched.data(); },
+                                 [&](std::size_t k0, std::size_t kn, const float* const* q) {
+                                     backend::kv::dot_run(tag, c, r, ts, q, kn, out + k0 * stride, stride, false);
+                                 });
+    }
+
+    template <class Tag>
+    void accumulate_run(Tag tag, const backend::kv::Records& r, const float* weights, std::size_t stride, float* accs,
+                        std::size_t n) const {
+        const std::size_t m = q_.sketch_rows();
+        const auto c = coding();
+        const backend::kv::TokenScale ts{r.side, nullptr, r.side_stride, c_};
+        detail::for_groups(n, [&](std::size_t k0, std::size_t kn) {
+            backend::kv::axpy_run(tag, c, r, ts, weights + k0 * stride, stride, kn, accs + k0 * m, m);
+        });
+    }
+
 private:
     float c_;  ///< sqrt(π/2)/m
 };
 
-static_assert(KVCodec<QjlCodec>);
+static_assert(KVRunCodec<QjlCodec>);
 
 /// QJL with m sketch rows (0: m = d).
 [[nodiscard]] inline QjlCodec qjl_codec(std::size_t dim, std::uint64_t seed, std::size_t sketch_rows = 0) {

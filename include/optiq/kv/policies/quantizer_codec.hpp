@@ -9,6 +9,7 @@
 //   Σ_j p_j x̂_j = Πᵀ Σ_j p_j ‖x_j‖ ĉ_j, so values are summed in the rotated space and rotated
 //   back once per query (finish).
 // encode() is Quantizer::encode_vector with the caller's scratch (no allocation per token).
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -17,10 +18,12 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/kv_attention.hpp"
 #include "optiq/codebook/affine.hpp"
 #include "optiq/codebook/concepts.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/policies/vector_codec.hpp"
+#include "optiq/pack/mlx_stream.hpp"
 #include "optiq/precondition/identity.hpp"
 #include "optiq/quant/encoded.hpp"
 #include "optiq/quant/quantizer.hpp"
@@ -29,6 +32,13 @@ namespace optiq::kv {
 
 template <class Q>
 class QuantizerCodec;
+
+namespace detail {
+template <class K>
+inline constexpr bool is_mlx_stream = false;
+template <int B>
+inline constexpr bool is_mlx_stream<MlxStream<B>> = true;
+}  // namespace detail
 
 template <Codebook C, Preconditioner P, Packer K>
 class QuantizerCodec<Quantizer<C, P, K>> : public VectorCodecBase<Quantizer<C, P, K>> {
@@ -42,6 +52,9 @@ public:
     static constexpr bool plain_value_space = std::same_as<P, Identity>;
     static constexpr bool fixed_codebook = FixedCodebook<C>;
     static constexpr bool affine_codebook = std::same_as<C, Affine>;
+    /// Whole-run kernels (KVRunCodec): one codebook for every coordinate, or MLX's affine rule,
+    /// over MLX's bit stream.
+    static constexpr bool run_kernels = (fixed_codebook || affine_codebook) && detail::is_mlx_stream<K>;
 
     struct query_state {
         std::vector<float> rotated;     ///< Π q
@@ -54,7 +67,54 @@ public:
         if constexpr (fixed_codebook) {
             const auto c = q_.codebook().centroids();
             centroids_.assign(c.begin(), c.end());
+            table_.assign(std::max<std::size_t>(16, c.size()), 0.0f);  // the kernels read 16 entries at least
+            std::copy(c.begin(), c.end(), table_.begin());
         }
+    }
+
+    /// How a record holds its vector (backend/simd/kv_types.hpp); valid while the codec lives.
+    [[nodiscard]] backend::kv::VectorCoding coding() const noexcept
+        requires run_kernels
+    {
+        backend::kv::VectorCoding c;
+        c.bits = q_.bits();
+        c.dim = dim();
+        if constexpr (fixed_codebook) {
+            c.coding = backend::kv::Coding::codebook;
+            c.table = table_.data();
+        } else {
+            c.coding = backend::kv::Coding::affine;
+            c.group = q_.group_size();
+            c.side_offset = C::wants_unit_norm ? 1 : 0;
+        }
+        return c;
+    }
+
+    /// score() over a whole run of records (kv/concepts.hpp KVRunCodec).
+    template <class Tag>
+    void score_run(Tag tag, std::span<const query_state> states, const backend::kv::Records& r, float* out,
+                   std::size_t stride) const
+        requires run_kernels
+    {
+        const auto c = coding();
+        const backend::kv::TokenScale ts = norm_scale(r);
+        detail::for_state_groups(states, [](const query_state& s) { return s.rotated.data(); },
+                                 [&](std::size_t k0, std::size_t kn, const float* const* q) {
+                                     backend::kv::dot_run(tag, c, r, ts, q, kn, out + k0 * stride, stride, false);
+                                 });
+    }
+
+    /// accumulate() over a whole run of records.
+    template <class Tag>
+    void accumulate_run(Tag tag, const backend::kv::Records& r, const float* weights, std::size_t stride, float* accs,
+                        std::size_t n) const
+        requires run_kernels
+    {
+        const auto c = coding();
+        const backend::kv::TokenScale ts = norm_scale(r);
+        detail::for_groups(n, [&](std::size_t k0, std::size_t kn) {
+            backend::kv::axpy_run(tag, c, r, ts, weights + k0 * stride, stride, kn, accs + k0 * dim(), dim());
+        });
     }
 
     [[nodiscard]] std::string name() const { return name_; }
@@ -190,8 +250,19 @@ private:
         }
     }
 
+    /// ‖x‖ (side float 0) when the codebook codes unit vectors.
+    [[nodiscard]] static backend::kv::TokenScale norm_scale(const backend::kv::Records& r) noexcept {
+        backend::kv::TokenScale ts;
+        if constexpr (C::wants_unit_norm) {
+            ts.a = r.side;
+            ts.stride = r.side_stride;
+        }
+        return ts;
+    }
+
     std::string name_;
     std::vector<float> centroids_;  ///< fixed codebooks: the reconstruction table
+    std::vector<float> table_;      ///< the same, zero-padded to at least 16 entries for the kernels
 };
 
 }  // namespace optiq::kv

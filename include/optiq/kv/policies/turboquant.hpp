@@ -11,6 +11,8 @@
 //   the accumulator holds d rotated coordinates and m sketch coefficients; finish() applies Sᵀ
 //   and Πᵀ once per query.
 // Keys and values get independent rotations/sketches derived from the layer seed.
+#include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -19,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/kv_attention.hpp"
 #include "optiq/kv/concepts.hpp"
 #include "optiq/kv/policies/policy.hpp"
 #include "optiq/kv/policies/quantizer_codec.hpp"
@@ -30,7 +33,7 @@
 namespace optiq::kv {
 
 using TurboQuantMseCodec = QuantizerCodec<TurboQuantMSE<>::base_type>;
-static_assert(KVCodec<TurboQuantMseCodec>);
+static_assert(KVRunCodec<TurboQuantMseCodec>);
 
 /// One TurboQuant-MSE codec for d-vectors at 1..8 bits, rotation seeded by seed.
 [[nodiscard]] inline TurboQuantMseCodec turboquant_mse_codec(std::size_t dim, int bits, std::uint64_t seed,
@@ -54,7 +57,59 @@ public:
         if (q_.codebook()) {
             const auto c = q_.codebook()->centroids();
             centroids_.assign(c.begin(), c.end());
+            table_.assign(std::max<std::size_t>(16, c.size()), 0.0f);  // the kernels read 16 entries at least
+            std::copy(c.begin(), c.end(), table_.begin());
         }
+    }
+
+    /// The (b−1)-bit codes and the m sign bits of a record (backend/simd/kv_types.hpp).
+    [[nodiscard]] backend::kv::VectorCoding mse_coding() const noexcept {
+        backend::kv::VectorCoding c;
+        c.coding = backend::kv::Coding::codebook;
+        c.bits = std::countr_zero(centroids_.size());
+        c.dim = dim();
+        c.table = table_.data();
+        return c;
+    }
+    [[nodiscard]] backend::kv::VectorCoding sign_coding() const noexcept {
+        backend::kv::VectorCoding c;
+        c.coding = backend::kv::Coding::signs;
+        c.dim = q_.sketch_rows();
+        c.word_offset = q_.mse_words_per_vector();
+        return c;
+    }
+
+    /// score() over a whole run (KVRunCodec): ‖x‖ Σ_i lut[i][code_i] + ‖x‖ c γ <S Π q, z>.
+    template <class Tag>
+    void score_run(Tag tag, std::span<const query_state> states, const backend::kv::Records& r, float* out,
+                   std::size_t stride) const {
+        const bool mse = q_.mse_packer().has_value();
+        const auto cm = mse_coding();
+        const auto cs = sign_coding();
+        const backend::kv::TokenScale norm{r.side, nullptr, r.side_stride, 1.0f}, sketch{r.side, r.side + 1,
+                                                                                         r.side_stride, c_};
+        detail::for_state_groups(states, [](const query_state& s) { return s.rotated.data(); },
+                                 [&](std::size_t k0, std::size_t kn, const float* const* q) {
+                                     if (mse) backend::kv::dot_run(tag, cm, r, norm, q, kn, out + k0 * stride, stride, false);
+                                 });
+        detail::for_state_groups(states, [](const query_state& s) { return s.sketched.data(); },
+                                 [&](std::size_t k0, std::size_t kn, const float* const* q) {
+                                     backend::kv::dot_run(tag, cs, r, sketch, q, kn, out + k0 * stride, stride, mse);
+                                 });
+    }
+
+    template <class Tag>
+    void accumulate_run(Tag tag, const backend::kv::Records& r, const float* weights, std::size_t stride, float* accs,
+                        std::size_t n) const {
+        const std::size_t a = accumulator_size();
+        const auto cm = mse_coding();
+        const auto cs = sign_coding();
+        const backend::kv::TokenScale norm{r.side, nullptr, r.side_stride, 1.0f}, sketch{r.side, r.side + 1,
+                                                                                         r.side_stride, c_};
+        detail::for_groups(n, [&](std::size_t k0, std::size_t kn) {
+            if (q_.mse_packer()) backend::kv::axpy_run(tag, cm, r, norm, weights + k0 * stride, stride, kn, accs + k0 * a, a);
+            backend::kv::axpy_run(tag, cs, r, sketch, weights + k0 * stride, stride, kn, accs + k0 * a + dim(), a);
+        });
     }
 
     [[nodiscard]] std::size_t accumulator_size() const noexcept { return q_.dim() + q_.sketch_rows(); }
@@ -110,9 +165,10 @@ public:
 private:
     float c_;  ///< sqrt(π/2)/m
     std::vector<float> centroids_;
+    std::vector<float> table_;  ///< centroids_ zero-padded to at least 16 entries
 };
 
-static_assert(KVCodec<TurboQuantProdCodec>);
+static_assert(KVRunCodec<TurboQuantProdCodec>);
 
 /// One TurboQuant-Prod codec at 1..8 bits (b−1 MSE bits + m = d sign bits).
 [[nodiscard]] inline TurboQuantProdCodec turboquant_prod_codec(std::size_t dim, int bits, std::uint64_t seed,

@@ -5,12 +5,14 @@
 // scratch. A codec derives from it and adds query preparation, scoring and value accumulation
 // (and hides name(), bits() or accumulator_size() where its own differ). detail::lut_sum is the
 // table-lookup score the codebook codecs share.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
 
+#include "optiq/backend/simd/kv_types.hpp"
 #include "optiq/quant/concepts.hpp"
 
 namespace optiq::kv {
@@ -48,6 +50,26 @@ protected:
 };
 
 namespace detail {
+
+/// f(k0, kn, q) for the states in groups of at most backend::kv::max_states (the kernels keep one
+/// group's accumulators in registers), q[k] = vec(states[k0 + k]).
+template <class S, class Vec, class F>
+void for_state_groups(std::span<const S> states, Vec vec, F&& f) {
+    constexpr std::size_t g = backend::kv::max_states;
+    for (std::size_t k0 = 0; k0 < states.size(); k0 += g) {
+        const std::size_t kn = std::min(g, states.size() - k0);
+        const float* q[g] = {};
+        for (std::size_t k = 0; k < kn; ++k) q[k] = vec(states[k0 + k]);
+        f(k0, kn, static_cast<const float* const*>(q));
+    }
+}
+
+/// f(k0, kn) for n accumulators in groups of at most backend::kv::max_states.
+template <class F>
+void for_groups(std::size_t n, F&& f) {
+    constexpr std::size_t g = backend::kv::max_states;
+    for (std::size_t k0 = 0; k0 < n; k0 += g) f(k0, std::min(g, n - k0));
+}
 
 /// Four running sums of d table reads, lut[i * k + codes[i]].
 [[nodiscard]] inline float lut_sum(const float* lut, const std::uint8_t* codes, std::size_t d, std::size_t k) noexcept {
