@@ -4,6 +4,7 @@
 
 #include "model_test_util.hpp"
 #include "optiq/kv/kv_config.hpp"
+#include "optiq/kv/layouts/paged.hpp"
 
 namespace optiq::model::test {
 namespace {
@@ -174,6 +175,30 @@ TEST(Transformer, BatchOfSequencesEqualsEachRunAlone) {
     m.reset(1);
     EXPECT_EQ(m.position(1), 0u);
     EXPECT_EQ(m.position(0), seqs[0].size());
+}
+
+TEST(Transformer, PagedCachesServeManySequencesLikeContiguousOnes) {
+    TransformerOptions o;
+    o.sequences = 4;
+    auto contiguous = stories(o);
+    auto paged = stories(o);
+    paged.set_cache_factory(f32_cache_factory<kv::PagedLayout>({.page_tokens = 4, .max_pages = 0}));
+    kv::KVConfig cfg;
+    cfg.layers.push_back({});
+    cfg.layers.back().layer_idx = 1;
+    cfg.layers.back().bits = 4;
+    cfg.layers.back().method = "tq_mse";
+    auto mixed = stories(o), mixed_paged = stories(o);
+    mixed.set_cache_factory(kv_config_cache_factory(cfg));
+    mixed_paged.set_cache_factory(
+        kv_config_cache_factory(cfg, kv::KVCacheOptions<kv::PagedLayout>{.layout = {.page_tokens = 4}}));
+    const std::vector<TokenId> a{1, 400, 261, 403, 365, 297, 300}, b{1, 51, 52, 53, 54, 55, 56, 57, 58, 59};
+    const std::vector<BatchItem> items{{3, a, 0}, {1, b, 0, true}};
+    const auto want = contiguous.forward_batch(items);
+    EXPECT_EQ(max_abs_diff(paged.forward_batch(items), want), 0.0f);
+    const auto q = mixed.forward_batch(items);
+    EXPECT_GT(max_abs_diff(q, want), 0.0f);  // layer 1 at 4 bits, the rest f16
+    EXPECT_EQ(max_abs_diff(mixed_paged.forward_batch(items), q), 0.0f);
 }
 
 TEST(Transformer, ForwardBatchRejectsBadItems) {

@@ -46,6 +46,7 @@
 #include "optiq/kv/any_kv_cache.hpp"
 #include "optiq/kv/kv_cache.hpp"
 #include "optiq/kv/kv_config.hpp"
+#include "optiq/kv/layouts/contiguous.hpp"
 #include "optiq/kv/policies/full_precision.hpp"
 #include "optiq/model/config.hpp"
 #include "optiq/model/weights.hpp"
@@ -72,24 +73,27 @@ struct TransformerWeights {
 using CacheFactory =
     std::function<kv::AnyKVCache(std::size_t layer, const kv::AttentionShape& shape, std::size_t sequences)>;
 
-/// Full-precision f32 keys and values (the default: attention equals the plain float loop).
-[[nodiscard]] inline CacheFactory f32_cache_factory() {
-    return [](std::size_t, const kv::AttentionShape& s, std::size_t sequences) {
+/// Full-precision f32 keys and values (the default: attention equals the plain float loop), in
+/// layout L (kv::PagedLayout pools memory across many sequences of a server).
+template <kv::KVLayout L = kv::ContiguousLayout>
+[[nodiscard]] inline CacheFactory f32_cache_factory(typename L::options layout = {}) {
+    return [layout](std::size_t, const kv::AttentionShape& s, std::size_t sequences) {
         using P = kv::FullPrecisionPolicy<SideType::f32>;
-        return kv::AnyKVCache(kv::KVCache<P>(kv::full_precision_policy<SideType::f32>(s.dim), s, sequences));
+        return kv::AnyKVCache(kv::KVCache<P, L>(kv::full_precision_policy<SideType::f32>(s.dim), s, sequences, layout));
     };
 }
 
 /// The caches a kv_config.json describes (layers without an entry: f16, as make_kv_caches);
 /// opts.batch is replaced by the model's sequence count.
-[[nodiscard]] inline CacheFactory kv_config_cache_factory(kv::KVConfig cfg, kv::KVCacheOptions<> opts = {}) {
+template <kv::KVLayout L = kv::ContiguousLayout>
+[[nodiscard]] inline CacheFactory kv_config_cache_factory(kv::KVConfig cfg, kv::KVCacheOptions<L> opts = {}) {
     return [cfg = std::move(cfg), opts](std::size_t layer, const kv::AttentionShape& s, std::size_t sequences) {
         const kv::KVLayerConfig* e = cfg.find(static_cast<int>(layer));
         kv::KVLayerConfig full;
         full.layer_idx = static_cast<int>(layer);
         auto o = opts;
         o.batch = sequences;
-        return kv::make_kv_cache(e ? *e : full, s, o);
+        return kv::make_kv_cache<L>(e ? *e : full, s, o);
     };
 }
 
@@ -499,14 +503,16 @@ private:
                 }
             // Each segment appends to and attends its own sequence; distinct sequences may run
             // on different threads (KVCache's contract).
-            auto attend_segment = [&](const Segment& sg) {
+            // One segment: its heads share the pool; several: one segment per thread.
+            auto attend_segment = [&](const Segment& sg, ThreadPool* heads) {
                 caches_[l].append(sg.seq, {k_.data() + sg.row * kvd, sg.n * kvd}, {v_.data() + sg.row * kvd, sg.n * kvd});
-                caches_[l].attend(sg.seq, {q_.data() + sg.row * qd, sg.n * qd}, {att_.data() + sg.row * qd, sg.n * qd});
+                caches_[l].attend(sg.seq, {q_.data() + sg.row * qd, sg.n * qd}, {att_.data() + sg.row * qd, sg.n * qd},
+                                  heads);
             };
-            if (segs.size() == 1) attend_segment(segs[0]);
+            if (segs.size() == 1) attend_segment(segs[0], pool);
             else
                 pool->parallel_for(segs.size(), [&](std::size_t b, std::size_t e, std::size_t) {
-                    for (std::size_t i = b; i < e; ++i) attend_segment(segs[i]);
+                    for (std::size_t i = b; i < e; ++i) attend_segment(segs[i], nullptr);
                 });
             L.o.matmul(att_, n, tmp_, pool);
             for (std::size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
