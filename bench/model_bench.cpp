@@ -11,6 +11,8 @@
 // weights are dequantized to f32 at load, that f32 model is the baseline and the source of the
 // affine weights). A missing model's rows are skipped with a message. At the end the reporter
 // prints every quantized row's tok/s relative to the f32 row of the same model and phase, same run.
+// Matmul kernels: the best this CPU runs (backend/simd/matmul*.hpp), named on stderr and in the
+// benchmark context; OPTIQ_SIMD_MAX=scalar|avx2 in the environment measures a narrower one.
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
@@ -23,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
 #include "optiq/model/loader.hpp"
 #include "optiq/model/transformer.hpp"
 #include "optiq/model/weights.hpp"
@@ -189,6 +192,9 @@ int main(int argc, char** argv) {
                 ->UseRealTime();
         }
     }
+    const std::string kernels(optiq::backend::arch::arch_name(optiq::backend::arch::best_arch()));
+    std::fprintf(stderr, "optiq_bench_model: matmul kernels: %s\n", kernels.c_str());
+    benchmark::AddCustomContext("optiq_matmul_arch", kernels);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     RatioReporter reporter;

@@ -2,11 +2,13 @@
 // Linear: one weight matrix W [out, in] (row-major, HF orientation) in its stored format, plus an
 // optional bias, and the matmul y[n][out] = x[n][in] · Wᵀ + b that reads that format directly:
 //   f32          plain rows
-//   f16, bf16    16-bit patterns, each row widened to f32 in a per-thread buffer
-//   mlx_affine   mx.quantize output (uint32 words, per-group scale and bias, 1..8 bits); a row is
-//                unpacked to its integer codes only, and a group's contribution is
+//   f16, bf16    16-bit patterns, widened to f32 inside the dot product
+//   mlx_affine   mx.quantize output (uint32 words, per-group scale and bias, 1..8 bits); codes are
+//                unpacked inside the dot product and a group's contribution is
 //                scale · Σ q_i x_i + bias · Σ x_i (as mx.quantized_matmul computes it), so no
 //                dequantized row is ever formed.
+// The kernels are backend/simd/matmul*.hpp: AVX-512 / AVX2 where the CPU has them (chosen once per
+// call; OPTIQ_SIMD_MAX caps it), the scalar reference elsewhere and on request (matmul(..., arch)).
 // A Linear is a value: sensitivity replaces one module of a Transformer by assigning another
 // Linear (e.g. Linear::mlx_affine(mlx::quantize(...))) and reruns the forward pass.
 // Matmuls split the output rows over a ThreadPool when one is given.
@@ -18,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
+#include "optiq/backend/simd/matmul.hpp"
 #include "optiq/core/error.hpp"
 #include "optiq/core/half.hpp"
 #include "optiq/core/threads.hpp"
@@ -38,21 +42,6 @@ enum class WeightFormat { f32, f16, bf16, mlx_affine };
     }
     return "?";
 }
-
-namespace detail {
-
-/// Σ a_i b_i with eight partial sums (vectorisable without reassociating a single chain).
-[[nodiscard]] inline float dot(const float* a, const float* b, std::size_t n) noexcept {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (std::size_t j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
-}  // namespace detail
 
 class Linear {
 public:
@@ -160,25 +149,30 @@ public:
 
     /// y[n][out] = x[n][in] · Wᵀ (+ bias). Output rows are split over `pool` when given.
     void matmul(std::span<const float> x, std::size_t n, std::span<float> y, ThreadPool* pool = nullptr) const {
+        matmul(x, n, y, pool, backend::arch::best_arch());
+    }
+    /// As above on architecture `arch` (narrowed to what the CPU runs): Arch::scalar is the
+    /// reference every vector kernel is tested against.
+    void matmul(std::span<const float> x, std::size_t n, std::span<float> y, ThreadPool* pool,
+                backend::arch::Arch arch) const {
         if (empty()) optiq::detail::fail<config_error>("model::Linear '", name_, "': no weight assigned");
         if (x.size() != n * in_ || y.size() != n * out_)
             optiq::detail::fail<shape_error>("model::Linear '", name_, "': matmul of ", x.size(), " inputs / ", y.size(),
                                              " outputs for ", n, " tokens of [", out_, ", ", in_, "]");
-        std::vector<float> xsum;  // MLX: Σ x over each group of each token
-        if (format_ == WeightFormat::mlx_affine) {
-            const std::size_t g = q_.group_size, gpr = q_.groups_per_row();
-            xsum.resize(n * gpr);
-            for (std::size_t t = 0; t < n; ++t)
-                for (std::size_t k = 0; k < gpr; ++k) {
-                    float s = 0.0f;
-                    for (std::size_t i = 0; i < g; ++i) s += x[t * in_ + k * g + i];
-                    xsum[t * gpr + k] = s;
-                }
+        namespace mm = backend::matmul;
+        const float* b = bias_.empty() ? nullptr : bias_.data();
+        switch (format_) {
+            case WeightFormat::f32: mm::run(mm::F32Weights{f32_.data(), in_}, out_, x, n, y, b, pool, arch); break;
+            case WeightFormat::f16:
+            case WeightFormat::bf16:
+                mm::run(mm::HalfWeights{h16_.data(), in_, format_ == WeightFormat::bf16}, out_, x, n, y, b, pool, arch);
+                break;
+            case WeightFormat::mlx_affine:
+                mm::run(mm::AffineWeights{q_.words.data(), q_.words.size(), q_.scales.data(), q_.biases.data(), in_,
+                                          q_.group_size, q_.bits},
+                        out_, x, n, y, b, pool, arch);
+                break;
         }
-        const auto rows = [&](std::size_t begin, std::size_t end, std::size_t) { run_rows(x, n, y, xsum, begin, end); };
-        // Chunks of at least 16 rows: below that a thread hand-off costs more than it saves.
-        if (pool) pool->parallel_for(out_, rows, 16);
-        else rows(0, out_, 0);
     }
 
 private:
@@ -200,51 +194,6 @@ private:
     void unpack_row(std::size_t r, std::uint8_t* codes) const {
         const std::size_t wpr = q_.words_per_row();
         MlxStream<>(q_.bits).unpack({q_.words.data() + r * wpr, wpr}, {codes, in_});
-    }
-
-    void run_rows(std::span<const float> x, std::size_t n, std::span<float> y, const std::vector<float>& xsum,
-                  std::size_t begin, std::size_t end) const {
-        const float* b = bias_.empty() ? nullptr : bias_.data();
-        switch (format_) {
-            case WeightFormat::f32:
-                for (std::size_t r = begin; r < end; ++r) {
-                    const float* w = f32_.data() + r * in_;
-                    for (std::size_t t = 0; t < n; ++t)
-                        y[t * out_ + r] = detail::dot(w, x.data() + t * in_, in_) + (b ? b[r] : 0.0f);
-                }
-                break;
-            case WeightFormat::f16:
-            case WeightFormat::bf16: {
-                std::vector<float> w(in_);
-                for (std::size_t r = begin; r < end; ++r) {
-                    widen_row(r, w.data());
-                    for (std::size_t t = 0; t < n; ++t)
-                        y[t * out_ + r] = detail::dot(w.data(), x.data() + t * in_, in_) + (b ? b[r] : 0.0f);
-                }
-                break;
-            }
-            case WeightFormat::mlx_affine: {
-                // Codes widened to float once per row (exact: small integers), reused by every token.
-                std::vector<std::uint8_t> codes(in_);
-                std::vector<float> qf(in_);
-                const std::size_t g = q_.group_size, gpr = q_.groups_per_row();
-                for (std::size_t r = begin; r < end; ++r) {
-                    unpack_row(r, codes.data());
-                    for (std::size_t j = 0; j < in_; ++j) qf[j] = static_cast<float>(codes[j]);
-                    const float* s = q_.scales.data() + r * gpr;
-                    const float* bi = q_.biases.data() + r * gpr;
-                    for (std::size_t t = 0; t < n; ++t) {
-                        const float* xt = x.data() + t * in_;
-                        const float* xs = xsum.data() + t * gpr;
-                        float acc = 0.0f;
-                        for (std::size_t k = 0; k < gpr; ++k)
-                            acc += s[k] * detail::dot(qf.data() + k * g, xt + k * g, g) + bi[k] * xs[k];
-                        y[t * out_ + r] = acc + (b ? b[r] : 0.0f);
-                    }
-                }
-                break;
-            }
-        }
     }
 
     WeightFormat format_ = WeightFormat::f32;
