@@ -272,6 +272,10 @@ TEST(SafetensorsReader, AcceptsAMinimalHandWrittenFile) {
     EXPECT_EQ(v.metadata().at("k"), "v");
     // An empty header object with no data is a valid empty file.
     EXPECT_EQ(parse_raw("{}", 0, &keep).size(), 0u);
+    // mx.save_safetensors without metadata writes "__metadata__": null (no metadata).
+    const auto n = parse_raw(R"({"__metadata__":null,"t":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 4, &keep);
+    EXPECT_EQ(n.size(), 1u);
+    EXPECT_TRUE(n.metadata().empty());
 }
 
 TEST(SafetensorsReader, RejectsShortFilesAndBadHeaderLengths) {

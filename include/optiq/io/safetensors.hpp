@@ -139,6 +139,9 @@ private:
         tensors_.reserve(header.size());
         for (auto& [key, value] : header.items()) {
             if (key == "__metadata__") {
+                // mx.save_safetensors without metadata writes null; the Rust reference's
+                // Option<HashMap> accepts it as "no metadata".
+                if (value.is_null()) continue;
                 if (!value.is_object()) fail("field '__metadata__' is not an object");
                 for (auto& [mk, mv] : value.items()) {
                     if (!mv.is_string()) fail("field '__metadata__': value of '", mk, "' is not a string");
