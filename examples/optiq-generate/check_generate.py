@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks optiq-generate end to end on stories260K (llama2.c checkpoint + tok512.bin):
 greedy text from a prompt, raw ids, seeded sampling reproducibility, stop strings, perplexity,
-and an error that names the missing file.
+a per-layer --kv-config, and errors that name the missing or malformed file.
 usage: check_generate.py BINARY MODELS_DIR   (MODELS_DIR holds stories260K/)"""
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,21 @@ def main():
         check(1.0 < ppl < 3.0, f"perplexity of a repeated story: {out.strip()!r}")
     finally:
         os.unlink(text)
+
+    # A mixed per-layer KV config (kv_config.json, mlx-optiq's format; head_dim 8, so affine groups of 8):
+    # 8-bit caches keep the greedy story; a malformed file is named in the error.
+    with tempfile.TemporaryDirectory() as tmp:
+        kv = os.path.join(tmp, "kv_config.json")
+        with open(kv, "w") as f:
+            json.dump([{"layer_idx": i, "bits": 8 if i in (0, 4) else 4, "group_size": 8} for i in range(5)], f)
+        rc, out, err = run(binary, "--model", model, "--tokenizer", tok, "--prompt", "Once upon a time", "--max-tokens",
+                           "20", "--kv-config", kv)
+        check(rc == 0 and out.startswith("Once upon a time,") and len(out.split()) > 8,
+              f"--kv-config with 4/8-bit layers generates: {out[:100]!r} {err.strip()[-200:]!r}")
+        with open(kv, "w") as f:
+            f.write('[{"layer_idx": 0, "bits": 4, "method": "int4"}]')
+        rc, out, err = run(binary, "--model", model, "--tokenizer", tok, "--prompt", "Once", "--kv-config", kv)
+        check(rc == 1 and "kv_config.json" in err and "int4" in err, f"bad --kv-config named: {err.strip()!r}")
 
     rc, out, err = run(binary, "--model", os.path.join(models, "no-such-model.bin"), "--prompt-ids", "1")
     check(rc == 1 and "no-such-model.bin" in err, f"missing model named in the error: {err.strip()!r}")
