@@ -145,10 +145,11 @@ TEST(MlxFormat, WritesQuantizedTensorsThatRoundTrip) {
         EXPECT_EQ(file.contains(key + ".scales"), value.is_object()) << key;
     }
 
-    // achieved bpw: params 1024 (8) + 2048 (4) + 3072 (16) + 4096 (16) + 2048 (3) = 12288 weights.
-    const double nominal = (1024.0 * 8 + 2048.0 * 4 + 3072.0 * 16 + 4096.0 * 16 + 2048.0 * 3) / 12288.0;
+    // achieved bpw is over the QUANTIZED modules only (issue 5): 1024 (8) + 2048 (4) + 2048 (3) weights;
+    // the two float modules (3072 + 4096 weights) are listed as unquantized instead.
+    const double nominal = (1024.0 * 8 + 2048.0 * 4 + 2048.0 * 3) / 5120.0;
     EXPECT_DOUBLE_EQ(r.achieved_bpw, nominal);
-    EXPECT_NEAR(nominal, 137216.0 / 12288.0, 1e-12);  // 11.1667
+    EXPECT_NEAR(nominal, 4.4, 1e-12);
     // effective: quantized modules add 2 * 16 / 32 = 1 bit per weight for scales and biases.
     EXPECT_DOUBLE_EQ(r.effective_bpw, (1024.0 * 9 + 2048.0 * 5 + 3072.0 * 16 + 4096.0 * 16 + 2048.0 * 4) / 12288.0);
     // ... and equals the bytes actually written for those modules.
@@ -166,6 +167,7 @@ TEST(MlxFormat, WritesQuantizedTensorsThatRoundTrip) {
     EXPECT_EQ(meta.at("per_layer").at("model.layers.0.mlp.down_proj").at("bits"), 16);
     EXPECT_EQ(r.quantized.size(), 3u);
     EXPECT_EQ(r.unquantized.size(), 2u);
+    EXPECT_EQ(meta.at("unquantized").size(), 2u);
 }
 
 TEST(MlxFormat, RefusesExistingDirectoryAndWeightSpelledKeys) {

@@ -15,11 +15,13 @@
 //   every module whose bits or group size differ from the defaults, and `false` for unquantized ones;
 // - optiq_metadata.json {"method", "target_bpw", "achieved_bpw", "per_layer": {path: {"bits", "kl"}}};
 // - everything goes to a sibling temporary directory renamed onto the output when complete; an
-//   existing output directory is refused, as mlx-lm's convert refuses it.
+//   existing output directory is refused, as mlx-lm's convert refuses it, unless overwrite is set
+//   (then the old directory is replaced only after the new one is complete).
 //
-// achieved_bpw is the parameter-weighted mean of the nominal bits over the bit map's modules (16 for
-// those kept unquantized), the quantity the allocator budgets; effective_bpw adds the per-group scale
-// and bias storage (2 * side bits / group size) and the kept modules' real dtype width.
+// achieved_bpw is the parameter-weighted mean of the nominal bits over the QUANTIZED modules, the
+// quantity the allocator budgets (modules kept unquantized are listed in `unquantized` instead);
+// effective_bpw is over every module of the bit map and adds the per-group scale and bias storage
+// (2 * side bits / group size) and the kept modules' real dtype width.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -49,6 +51,8 @@ struct MlxWriteOptions {
     double target_bpw = 0.0;
     std::map<std::string, double> kl;         ///< per-module KL for optiq_metadata.json (optional)
     std::vector<std::filesystem::path> extra_files;  ///< copied in as they are (tokenizer files ...)
+    std::map<std::string, std::string> extra_texts;  ///< file name -> contents (generated tokenizer, report)
+    bool overwrite = false;                   ///< replace an existing output directory
 };
 
 struct MlxWriteReport {
@@ -105,9 +109,12 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
                                       const nlohmann::json& source_config, const std::map<std::string, int>& bit_map,
                                       const MlxWriteOptions& opt = {}) {
     namespace fs = std::filesystem;
-    if (fs::exists(out_dir))
+    if (fs::exists(out_dir) && !opt.overwrite)
         optiq::detail::fail<config_error>("mlx format: output directory ", out_dir.string(),
                                           " already exists; refusing to overwrite it");
+    for (const auto& [name, text] : opt.extra_texts)
+        if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+            optiq::detail::fail<config_error>("mlx format: extra file name '", name, "' is not a plain file name");
     if (!source_config.is_object()) optiq::detail::fail<config_error>("mlx format: the source config is not a JSON object");
     if (opt.dtype && !detail::is_float_dtype(*opt.dtype))
         optiq::detail::fail<config_error>("mlx format: cast dtype ", dtype_name(*opt.dtype), " is not f32, f16 or bf16");
@@ -136,7 +143,7 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
     writer.set_metadata("format", "mlx");
     nlohmann::json quant = {{"group_size", opt.group_size}, {"bits", opt.default_bits}, {"mode", "affine"}};
     nlohmann::json per_layer = nlohmann::json::object();
-    long double nominal = 0, effective = 0, params = 0;
+    long double nominal = 0, effective = 0, params = 0, quantized_params = 0;
 
     for (const TensorView& t : tensors) {
         const DType out_dtype = opt.dtype && detail::is_float_dtype(t.dtype) ? *opt.dtype : t.dtype;
@@ -160,7 +167,6 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
             else writer.add(t.name, out_dtype, t.shape, detail::float_bytes(t.to_float(), out_dtype));
             quant[module] = false;
             report.unquantized.push_back(module);
-            nominal += 16 * n;
             effective += static_cast<long double>(8 * dtype_size(out_dtype)) * n;
             per_layer[module] = {{"bits", 16}};
         } else {
@@ -182,6 +188,7 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
             if (bits != opt.default_bits) quant[module] = {{"group_size", opt.group_size}, {"bits", bits}};
             report.quantized.push_back(module);
             nominal += static_cast<long double>(bits) * n;
+            quantized_params += n;
             effective += (static_cast<long double>(bits) +
                           2.0L * static_cast<long double>(8 * dtype_size(out_dtype)) / static_cast<long double>(opt.group_size)) *
                          n;
@@ -189,7 +196,7 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
         }
         if (const auto k = opt.kl.find(module); k != opt.kl.end()) per_layer[module]["kl"] = k->second;
     }
-    report.achieved_bpw = params > 0 ? static_cast<double>(nominal / params) : 0.0;
+    report.achieved_bpw = quantized_params > 0 ? static_cast<double>(nominal / quantized_params) : 0.0;
     report.effective_bpw = params > 0 ? static_cast<double>(effective / params) : 0.0;
     report.quantization = quant;
 
@@ -201,6 +208,7 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
                                      {"achieved_bpw", report.achieved_bpw},
                                      {"effective_bpw", report.effective_bpw},
                                      {"group_size", opt.group_size},
+                                     {"unquantized", report.unquantized},
                                      {"per_layer", per_layer}};
 
     fs::path tmp = out_dir;
@@ -214,7 +222,17 @@ inline MlxWriteReport write_mlx_model(const std::filesystem::path& out_dir, std:
         detail::write_text(tmp / "config.json", config.dump(4) + "\n");
         detail::write_text(tmp / "optiq_metadata.json", metadata.dump(2) + "\n");
         for (const fs::path& f : opt.extra_files) fs::copy_file(f, tmp / f.filename());
-        fs::rename(tmp, out_dir);
+        for (const auto& [name, text] : opt.extra_texts) detail::write_text(tmp / name, text);
+        if (fs::exists(out_dir)) {  // overwrite: the old output goes only once the new one is whole
+            fs::path old = out_dir;
+            old += ".optiq-old";
+            fs::remove_all(old, ec);
+            fs::rename(out_dir, old);
+            fs::rename(tmp, out_dir);
+            fs::remove_all(old, ec);
+        } else {
+            fs::rename(tmp, out_dir);
+        }
         for (const fs::path& s : shards) report.shards.push_back(out_dir / s.filename());
     } catch (...) {
         fs::remove_all(tmp, ec);
