@@ -32,6 +32,8 @@
 #include "optiq/kv/kv_cache.hpp"
 #include "optiq/kv/kv_config.hpp"
 #include "optiq/kv/layouts/contiguous.hpp"
+#include "optiq/kv/layouts/paged.hpp"
+#include "optiq/kv/layouts/ring.hpp"
 #include "optiq/kv/policies.hpp"
 
 namespace optiq::kv {
@@ -233,3 +235,29 @@ template <KVLayout L = ContiguousLayout>
 }
 
 }  // namespace optiq::kv
+
+// Build time. make_kv_cache<L> instantiates a cache for every method and key/value width pairing
+// with its SIMD kernels: about a minute of -O2 compile per layout, in every translation unit that
+// calls it (directly, or through model::kv_config_cache_factory, KVKLSensitivity, ...). A program
+// of several such units can compile it once: define OPTIQ_KV_EXTERN_TEMPLATES in all of them and
+// add one unit (or one per layout, to compile in parallel) that instantiates it:
+//   #include <optiq/kv/any_kv_cache.hpp>
+//   OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(optiq::kv::ContiguousLayout)
+//   OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(optiq::kv::PagedLayout)
+//   OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(optiq::kv::RingLayout)
+// optiq's own programs do this through the CMake target optiq_kv_instances (src/kv_instances/).
+#define OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(...)                                                          \
+    template ::optiq::kv::AnyKVCache optiq::kv::make_kv_cache<__VA_ARGS__>(                            \
+        const ::optiq::kv::KVLayerConfig&, const ::optiq::kv::AttentionShape&,                          \
+        const ::optiq::kv::KVCacheOptions<__VA_ARGS__>&);
+
+#ifdef OPTIQ_KV_EXTERN_TEMPLATES
+namespace optiq::kv {
+extern template AnyKVCache make_kv_cache<ContiguousLayout>(const KVLayerConfig&, const AttentionShape&,
+                                                           const KVCacheOptions<ContiguousLayout>&);
+extern template AnyKVCache make_kv_cache<PagedLayout>(const KVLayerConfig&, const AttentionShape&,
+                                                      const KVCacheOptions<PagedLayout>&);
+extern template AnyKVCache make_kv_cache<RingLayout>(const KVLayerConfig&, const AttentionShape&,
+                                                     const KVCacheOptions<RingLayout>&);
+}  // namespace optiq::kv
+#endif
