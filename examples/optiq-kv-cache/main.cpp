@@ -6,10 +6,12 @@
 // KL of the next-token distribution against the f32-cache model is measured on calibration text;
 // a solver then spends the mean-bits budget (greedy = mlx-optiq's dKL/dbits rule, the target a
 // floor; exact and ratequant keep the mean at or below it). Writes, each by temp name + rename:
-//   DIR/kv_config.json       [{"layer_idx", "bits", "group_size"(, "method")}, ...]
-//   DIR/kv_sensitivity.json  {"<layer>": {"<bits>": KL}}
+//   DIR/kv_config.json       [{"layer_idx", "bits", "group_size"(, "method", "k_bits", "v_bits")}, ...]
+//   DIR/kv_sensitivity.json  {"<layer>": {"<bits>": KL}}  ("<layer>.keys" / ".values" with --separate-kv)
 //   DIR/kv_sensitivity.svg   KL per layer and candidate (log scale), chosen bits below
 //   DIR/kv_cost_table.json   the measured table, reused while model and settings are unchanged
+// --separate-kv measures and allocates keys and values of each layer as two units, so keys (with
+// their outlier channels) may get more bits than values at the same mean.
 // Calibration defaults to tinyshakespeare.txt from ../shared/data: the only WikiText here is the
 // test split, which evaluation uses.
 #include <optiq/alloc/allocator.hpp>
@@ -140,7 +142,7 @@ int main(int argc, char** argv) {
                                             positions = "last", out_dir, candidates = "4,8";
     double target_bits = 5.0;
     std::size_t group_size = 64, n_calibration = 5, seq_len = 512, threads = 2;
-    bool keep_quantized = false, no_cache = false, quiet = false;
+    bool keep_quantized = false, no_cache = false, quiet = false, separate_kv = false;
     app.add_option("model", model_path, "model directory, .gguf or llama2.c .bin")->required();
     app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, llama2.c tokenizer.bin or a .gguf");
     app.add_option("--target-bits", target_bits, "mean bits per layer (greedy: a floor; exact/ratequant: a ceiling)");
@@ -154,6 +156,7 @@ int main(int argc, char** argv) {
     app.add_option("--solver", solver, "greedy | exact | ratequant");
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
     app.add_flag("--keep-quantized", keep_quantized, "GGUF Q4_0/Q4_1/Q8_0 weights stay 4/8-bit instead of f32");
+    app.add_flag("--separate-kv", separate_kv, "keys and values as separate units (writes k_bits / v_bits)");
     app.add_flag("--no-cache", no_cache, "measure even when DIR/kv_cost_table.json matches");
     app.add_flag("-q,--quiet", quiet, "no progress bar");
     app.add_option("-o,--output", out_dir, "output directory")->required();
@@ -188,6 +191,7 @@ int main(int argc, char** argv) {
         so.method = method;
         so.group_size = group_size;
         so.progress = !quiet;
+        so.separate_kv = separate_kv;
         if (positions == "last") so.positions = al::KLPositions::last;
         else if (positions == "all") so.positions = al::KLPositions::all;
         else throw optiq::config_error("optiq-kv-cache: --kl-positions '" + positions + "' (want last or all)");
@@ -246,17 +250,19 @@ int main(int argc, char** argv) {
         std::printf("KV sensitivity of %s: method %s, group %zu, KL at %s of %zu x %zu tokens\n",
                     fs::path(model_path).filename().c_str(), method.c_str(), group_size,
                     positions == "last" ? "the last position" : "every position", n_calibration, seq_len);
-        std::printf("%5s", "layer");
+        std::printf("%12s", "layer");
         for (int b : bits) std::printf(" %12s", ("KL@" + std::to_string(b)).c_str());
         std::printf(" %5s\n", "bits");
         for (std::size_t i = 0; i < table.size(); ++i) {
-            std::printf("%5d", table.unit(i).block);
+            const al::KVPart part = al::kv_unit_part(table.unit(i).name);
+            std::printf("%5d%-7s", table.unit(i).block,
+                        part == al::KVPart::keys ? " keys" : part == al::KVPart::values ? " values" : "");
             for (double c : table.costs(i)) std::printf(" %12.4e", c);
             std::printf(" %5d\n", alloc.bits[i]);
         }
-        std::printf("spread at %d bits: max %.4e (layer %d) = %.1fx the median %.4e\n", bits.front(), spread.max,
-                    table.unit(spread.max_unit).block, spread.ratio, spread.median);
-        std::printf("solver %s: mean %.3f bits per layer (target %s), summed KL %.4e\n", solver.c_str(), alloc.bpw,
+        std::printf("spread at %d bits: max %.4e (%s) = %.1fx the median %.4e\n", bits.front(), spread.max,
+                    table.unit(spread.max_unit).name.c_str(), spread.ratio, spread.median);
+        std::printf("solver %s: mean %.3f bits per cached coordinate (target %s), summed KL %.4e\n", solver.c_str(), alloc.bpw,
                     fmt(target_bits).c_str(), alloc.cost);
         std::printf("wrote %s, kv_sensitivity.json, kv_sensitivity.svg\n", (dir / "kv_config.json").c_str());
     } catch (const std::exception& e) {

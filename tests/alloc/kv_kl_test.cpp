@@ -233,6 +233,68 @@ TEST(KVKLSensitivity, GreedyAllocationBecomesAKvConfig) {
     EXPECT_LE(e.cost, a.cost + 1e-12);
 }
 
+TEST(KVKLSensitivity, SeparateKeyAndValueUnitsBecomeKAndVBits) {
+    auto m = mt::stories();
+    KVKLSensitivity::Options o = opts("affine", KLPositions::all);
+    o.separate_kv = true;
+    const KVKLSensitivity s(m, "stories260K", calibration(), o);
+    const KVKLSensitivity joint(m, "stories260K", calibration(), opts("affine", KLPositions::all));
+    EXPECT_NE(s.cache_key(), joint.cache_key());
+    const std::vector<int> bits = {2, 8, 32};
+    const CostTable t = s.measure(bits);
+    const CostTable both = joint.measure(bits);
+    const std::size_t L = m.config().n_layers;
+    ASSERT_EQ(t.size(), 2 * L);
+    for (std::size_t l = 0; l < L; ++l) {
+        const Unit& k = t.unit(2 * l);
+        const Unit& v = t.unit(2 * l + 1);
+        EXPECT_EQ(k.name, "model.layers." + std::to_string(l) + ".self_attn.keys");
+        EXPECT_EQ(v.name, "model.layers." + std::to_string(l) + ".self_attn.values");
+        EXPECT_EQ(kv_unit_part(k.name), KVPart::keys);
+        EXPECT_EQ(kv_unit_part(v.name), KVPart::values);
+        EXPECT_EQ(k.block, static_cast<int>(l));
+        EXPECT_EQ(k.param_count, 32u);  // half of the layer's 64 elements per token
+        // Each half alone costs something at 2 bits, less at 8, nothing at f32; the two halves
+        // are distinct runs (different caches), so their costs differ.
+        for (std::size_t i : {2 * l, 2 * l + 1}) {
+            EXPECT_GT(t.cost(i, 0), 0.0) << t.unit(i).name;
+            EXPECT_GT(t.cost(i, 0), t.cost(i, 1)) << t.unit(i).name;
+            EXPECT_EQ(t.cost(i, 2), 0.0) << t.unit(i).name;
+        }
+        EXPECT_NE(t.cost(2 * l, 0), t.cost(2 * l + 1, 0)) << "layer " << l;
+        EXPECT_GT(both.cost(l, 0), 0.0);
+    }
+    // The caches measured: one part quantized, the other f16.
+    EXPECT_EQ(s.layer_config(2, 4, KVPart::keys).value_bits(), 0);
+    EXPECT_EQ(s.layer_config(2, 4, KVPart::keys).key_bits(), 4);
+    EXPECT_EQ(s.layer_config(2, 4, KVPart::values).key_bits(), 0);
+
+    // Keys at 8 and values at 2 in layer 1, f16 keys in layer 3: one entry per layer with k/v bits.
+    Allocation a;
+    a.bits.assign(t.size(), 2);
+    a.bits[2] = 8;
+    a.bits[6] = 16;
+    const optiq::kv::KVConfig cfg = kv_config_from_allocation(t, a, "tq_mse", 8);
+    ASSERT_EQ(cfg.layers.size(), L);
+    EXPECT_EQ(cfg.layers[1].layer_idx, 1);
+    EXPECT_EQ(cfg.layers[1].key_bits(), 8);
+    EXPECT_EQ(cfg.layers[1].value_bits(), 2);
+    EXPECT_EQ(cfg.layers[1].bits, 8);  // what a reader of "bits" alone (mlx-optiq) gets: the wider part
+    EXPECT_EQ(cfg.layers[3].key_bits(), 0);
+    EXPECT_EQ(cfg.layers[3].bits, 0);
+    EXPECT_EQ(cfg.layers[0].bits, 2);
+    EXPECT_EQ(optiq::kv::parse_kv_config(optiq::kv::to_json(cfg)), cfg);
+    const nlohmann::ordered_json js = kv_sensitivity_json(t);
+    EXPECT_TRUE(js.contains("0.keys"));
+    EXPECT_TRUE(js.contains("4.values"));
+    // A key unit without its value unit is refused.
+    CostTable half(bits);
+    half.add(t.unit(0), t.costs(0));
+    Allocation one;
+    one.bits = {4};
+    EXPECT_THROW((void)kv_config_from_allocation(half, one, "affine", 8), optiq::config_error);
+}
+
 TEST(KVKLSensitivity, SensitivityJsonAndSpread) {
     CostTable t({4, 8});
     const double kl4[] = {5.6, 0.1, 0.3, 0.2, 0.05};

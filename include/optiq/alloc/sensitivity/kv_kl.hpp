@@ -19,6 +19,11 @@
 // layer's per-token cache elements (keys and values of all KV heads), equal for every layer, so the
 // parameter-weighted budget is the plain mean bits per layer. Units are not protected: the KV rule
 // has no protection, block floor or run guard (kv_greedy_options()).
+// With Options::separate_kv, keys and values are units of their own ("model.layers.N.self_attn.keys"
+// / ".values", half the elements each): a key unit's run quantizes only that layer's keys (values in
+// f16) and the other way round, so the solver may give keys more bits than values (real LLM keys
+// carry outlier channels, values do not). kv_config_from_allocation merges the pair into one
+// entry with "k_bits" / "v_bits".
 //
 // Cost of a run: the layers before the perturbed one see exactly the reference inputs, so their
 // output (Transformer::layer_inputs) is computed once per sequence and layers l.. rerun from it
@@ -71,6 +76,21 @@ enum class PrefixReuse : std::uint8_t { automatic, always, never };
     return "model.layers." + std::to_string(layer) + ".self_attn";
 }
 
+/// Which half of a layer's cache a unit is: both (mlx-optiq's unit), the keys or the values.
+enum class KVPart : std::uint8_t { both, keys, values };
+
+/// "model.layers.N.self_attn.keys" / ".values": the key or value unit of layer N.
+[[nodiscard]] inline std::string kv_unit_name(std::size_t layer, KVPart part) {
+    return kv_unit_name(layer) + (part == KVPart::keys ? ".keys" : part == KVPart::values ? ".values" : "");
+}
+
+/// The part a unit name stands for (from its suffix).
+[[nodiscard]] inline KVPart kv_unit_part(std::string_view name) noexcept {
+    if (name.ends_with(".keys")) return KVPart::keys;
+    if (name.ends_with(".values")) return KVPart::values;
+    return KVPart::both;
+}
+
 /// GreedyKnapsack options for mlx-optiq's KV rule: efficiency = dKL / dbits, upgrade until the
 /// mean bits reach the target; no block floor, no protection, no run guard.
 [[nodiscard]] inline GreedyKnapsack::Options kv_greedy_options() noexcept {
@@ -115,6 +135,7 @@ public:
         KLPositions positions = KLPositions::last;
         std::uint64_t seed = 42;         ///< layer seed = seed + layer (mlx-optiq: 42 + i)
         PrefixReuse reuse = PrefixReuse::automatic;
+        bool separate_kv = false;        ///< keys and values as separate units (k_bits / v_bits)
         bool progress = true;            ///< progress bar with ETA on stderr
     };
 
@@ -149,32 +170,40 @@ public:
         return optiq::detail::concat("kv_kl/1;model=", model_id_, ";shape=", c.n_layers, "x", c.dim, ",kv", c.n_kv_heads,
                                      "x", c.head_dim, ",vocab", c.vocab_size, ";method=", opt_.method,
                                      ";group=", opt_.group_size, ";positions=", kl_positions_name(opt_.positions),
+                                     opt_.separate_kv ? ";separate_kv" : "",
                                      ";seed=", opt_.seed, ";sequences=", calib_.size(),
                                      ";tokens=", detail::fnv1a_hex(tokens));
     }
 
     /// The kv_config.json entry for `bits` of layer `layer` (16 -> bits 0, full precision; 32 has
-    /// none: the f32 cache is not a kv_config.json choice).
-    [[nodiscard]] kv::KVLayerConfig layer_config(std::size_t layer, int bits) const {
+    /// none: the f32 cache is not a kv_config.json choice). For one part, the other part is f16.
+    [[nodiscard]] kv::KVLayerConfig layer_config(std::size_t layer, int bits, KVPart part = KVPart::both) const {
         check_bits(bits);
         if (bits == kv_bits_f32)
             optiq::detail::fail<config_error>("KVKLSensitivity: 32 bits (f32) has no kv_config.json entry");
         kv::KVLayerConfig e;
         e.layer_idx = static_cast<int>(layer);
         e.bits = bits == kv_bits_f16 ? 0 : bits;
+        if (part == KVPart::keys) e.v_bits = 0;
+        if (part == KVPart::values) e.k_bits = 0;
         e.group_size = opt_.group_size;
         e.method = opt_.method;
         return e;
     }
 
-    /// The cache measured for `bits` at `layer`, sized for the model's sequences.
-    [[nodiscard]] kv::AnyKVCache make_cache(std::size_t layer, int bits) const {
+    /// The cache measured for `bits` at `layer` (or only its keys or values), sized for the model's sequences.
+    [[nodiscard]] kv::AnyKVCache make_cache(std::size_t layer, int bits, KVPart part = KVPart::both) const {
         const kv::AttentionShape shape = m_->attention_shape();
         if (bits == kv_bits_f32) return model::f32_cache_factory()(layer, shape, m_->sequences());
         kv::KVCacheOptions<> o;
         o.batch = m_->sequences();
         o.seed = opt_.seed;
-        return kv::make_kv_cache(layer_config(layer, bits), shape, o);
+        return kv::make_kv_cache(layer_config(layer, bits, part), shape, o);
+    }
+
+    /// The parts measured per layer: {both}, or {keys, values} with separate_kv.
+    [[nodiscard]] std::vector<KVPart> parts() const {
+        return opt_.separate_kv ? std::vector<KVPart>{KVPart::keys, KVPart::values} : std::vector<KVPart>{KVPart::both};
     }
 
     /// KL(p || q) in nats of the softmax distributions of two logit rows, in double; a result
@@ -214,18 +243,19 @@ public:
         return reuse < full;
     }
 
-    /// cost[layer][bits] = mean KL over the calibration positions (the last of each sequence, or
-    /// all of them).
+    /// cost[unit][bits] = mean KL over the calibration positions (the last of each sequence, or
+    /// all of them); units are the layers, or each layer's keys then values with separate_kv.
     [[nodiscard]] CostTable measure(std::span<const int> candidate_bits) const {
         CostTable t(std::vector<int>(candidate_bits.begin(), candidate_bits.end()));
         for (int b : candidate_bits) (void)make_cache(0, b);  // bad bits / group size fail before any run
         model::Transformer& m = *m_;
         const auto& c = m.config();
-        const std::size_t L = c.n_layers, nb = candidate_bits.size(), V = c.vocab_size;
+        const std::vector<KVPart> part = parts();
+        const std::size_t L = c.n_layers, nb = candidate_bits.size(), V = c.vocab_size, np = part.size();
         m.set_cache_factory(model::f32_cache_factory());
-        std::vector<std::vector<double>> sum(L, std::vector<double>(nb, 0.0));
+        std::vector<std::vector<double>> sum(L * np, std::vector<double>(nb, 0.0));
         std::size_t rows_total = 0;
-        ProgressBar bar("kv sensitivity (" + opt_.method + ")", calib_.size() * L * nb, stderr, opt_.progress);
+        ProgressBar bar("kv sensitivity (" + opt_.method + ")", calib_.size() * L * np * nb, stderr, opt_.progress);
         std::vector<double> row_kl;
         for (const auto& tokens : calib_) {
             const std::size_t n = tokens.size();
@@ -240,8 +270,9 @@ public:
                 const bool reuse = reuses_prefix(l, n);
                 if (!reuse && ref_full.empty()) ref_full = last ? m.forward(tokens, 0) : m.logits_all(tokens);
                 const std::vector<float>& ref = reuse ? ref_reuse : ref_full;
+                for (std::size_t p = 0; p < np; ++p)
                 for (std::size_t b = 0; b < nb; ++b) {
-                    m.set_cache(l, make_cache(l, candidate_bits[b]));
+                    m.set_cache(l, make_cache(l, candidate_bits[b], part[p]));
                     std::vector<float> out;
                     if (reuse) {
                         out = m.logits_from_layer(l, hidden[l], n);
@@ -254,7 +285,7 @@ public:
                         for (std::size_t r = r0; r < r1; ++r)
                             row_kl[r] = logits_kl({ref.data() + r * V, V}, {out.data() + r * V, V});
                     });
-                    for (double k : row_kl) sum[l][b] += k;
+                    for (double k : row_kl) sum[l * np + p][b] += k;
                     bar.advance();
                 }
                 m.set_cache(l, make_cache(l, kv_bits_f32));
@@ -263,17 +294,18 @@ public:
         }
         bar.finish();
         m.reset();
-        const std::uint64_t per_token = 2 * static_cast<std::uint64_t>(c.kv_dim());
-        for (std::size_t l = 0; l < L; ++l) {
-            Unit u;
-            u.name = kv_unit_name(l);
-            u.kind = UnitKind::kv_layer;
-            u.block = static_cast<int>(l);
-            u.param_count = per_token;
-            std::vector<double> cost(nb);
-            for (std::size_t b = 0; b < nb; ++b) cost[b] = sum[l][b] / static_cast<double>(rows_total);
-            t.add(std::move(u), std::move(cost));
-        }
+        const std::uint64_t per_token = 2 * static_cast<std::uint64_t>(c.kv_dim()) / np;
+        for (std::size_t l = 0; l < L; ++l)
+            for (std::size_t p = 0; p < np; ++p) {
+                Unit u;
+                u.name = kv_unit_name(l, part[p]);
+                u.kind = UnitKind::kv_layer;
+                u.block = static_cast<int>(l);
+                u.param_count = per_token;
+                std::vector<double> cost(nb);
+                for (std::size_t b = 0; b < nb; ++b) cost[b] = sum[l * np + p][b] / static_cast<double>(rows_total);
+                t.add(std::move(u), std::move(cost));
+            }
         return t;
     }
 
@@ -291,37 +323,68 @@ private:
 };
 
 /// The kv_config.json of an allocation over a KV table (units named by kv_unit_name): one entry per
-/// unit, bits 16 and 32 written as 0 (full precision). "method" is omitted for affine so that
-/// mlx-optiq reads the file as its own.
+/// layer, bits 16 and 32 written as 0 (full precision). "method" is omitted for affine so that
+/// mlx-optiq reads the file as its own. A layer's ".keys" and ".values" units become one entry with
+/// "k_bits" / "v_bits" and "bits" = the larger of the two (what mlx-optiq, which reads only "bits",
+/// then uses for both).
 [[nodiscard]] inline kv::KVConfig kv_config_from_allocation(const CostTable& t, const Allocation& a,
                                                             std::string_view method, std::size_t group_size) {
     if (a.bits.size() != t.size())
         optiq::detail::fail<shape_error>("kv_config_from_allocation: ", a.bits.size(), " bit-widths for ", t.size(),
                                          " units");
     kv::KVConfig cfg;
+    const auto width = [](int bits) { return bits > kv::kv_max_bits ? 0 : bits; };
     for (std::size_t i = 0; i < t.size(); ++i) {
-        const int layer = block_index(t.unit(i).name);
+        const std::string& name = t.unit(i).name;
+        const int layer = block_index(name);
         if (layer < 0)
-            optiq::detail::fail<config_error>("kv_config_from_allocation: unit '", t.unit(i).name,
+            optiq::detail::fail<config_error>("kv_config_from_allocation: unit '", name,
                                               "' is not named like model.layers.N.self_attn");
-        kv::KVLayerConfig e;
-        e.layer_idx = layer;
-        e.bits = a.bits[i] > kv::kv_max_bits ? 0 : a.bits[i];
-        e.group_size = group_size;
-        if (method != "affine") e.method = std::string(method);
-        cfg.layers.push_back(std::move(e));
+        const KVPart part = kv_unit_part(name);
+        kv::KVLayerConfig* e = nullptr;
+        if (part != KVPart::both)
+            for (kv::KVLayerConfig& x : cfg.layers)
+                if (x.layer_idx == layer && (x.k_bits || x.v_bits)) e = &x;
+        if (e == nullptr) {
+            cfg.layers.emplace_back();
+            e = &cfg.layers.back();
+            e->layer_idx = layer;
+            e->group_size = group_size;
+            if (method != "affine") e->method = std::string(method);
+        } else if (part == KVPart::keys ? e->k_bits.has_value() : e->v_bits.has_value()) {
+            optiq::detail::fail<config_error>("kv_config_from_allocation: unit '", name, "' appears twice");
+        }
+        const int w = width(a.bits[i]);
+        if (part == KVPart::both) {
+            e->bits = w;
+            continue;
+        }
+        (part == KVPart::keys ? e->k_bits : e->v_bits) = w;
+    }
+    for (kv::KVLayerConfig& e : cfg.layers) {
+        if (!e.k_bits && !e.v_bits) continue;
+        if (e.k_bits.has_value() != e.v_bits.has_value())
+            optiq::detail::fail<config_error>("kv_config_from_allocation: layer ", e.layer_idx, " has a ",
+                                              e.k_bits ? "keys" : "values", " unit without its ",
+                                              e.k_bits ? "values" : "keys", " unit");
+        // "bits": the wider part, full precision (0) above any width.
+        e.bits = *e.k_bits == 0 || *e.v_bits == 0 ? 0 : std::max(*e.k_bits, *e.v_bits);
     }
     return cfg;
 }
 
-/// kv_sensitivity.json (mlx-optiq): {"<layer_idx>": {"<bits>": KL, ...}, ...} in layer order.
+/// kv_sensitivity.json (mlx-optiq): {"<layer_idx>": {"<bits>": KL, ...}, ...} in layer order
+/// ("<layer_idx>.keys" / ".values" for separate key and value units).
 [[nodiscard]] inline nlohmann::ordered_json kv_sensitivity_json(const CostTable& t) {
     nlohmann::ordered_json doc = nlohmann::ordered_json::object();
     for (std::size_t i = 0; i < t.size(); ++i) {
         nlohmann::ordered_json row = nlohmann::ordered_json::object();
         for (std::size_t c = 0; c < t.n_choices(); ++c) row[std::to_string(t.candidate_bits()[c])] = t.cost(i, c);
-        doc[std::to_string(block_index(t.unit(i).name) >= 0 ? block_index(t.unit(i).name) : static_cast<int>(i))] =
-            std::move(row);
+        const std::string& name = t.unit(i).name;
+        const KVPart part = kv_unit_part(name);
+        std::string key = std::to_string(block_index(name) >= 0 ? block_index(name) : static_cast<int>(i));
+        if (part != KVPart::both) key += part == KVPart::keys ? ".keys" : ".values";
+        doc[key] = std::move(row);
     }
     return doc;
 }
