@@ -83,7 +83,11 @@ TEST(AnyKVCache, SameNumbersAsTheTypedCache) {
 TEST(AnyKVCache, KiviKeysAndValues) {
     const auto cfg = parse_kv_config(R"([{"layer_idx": 2, "bits": 2, "group_size": 32, "method": "kivi"}])");
     const AttentionShape shape{kHq, kHkv, kDim};
-    EXPECT_THROW((void)make_kv_cache(cfg.layers[0], shape, KVCacheOptions<>{.recent = 16}), config_error);
+    // A window smaller than a key block (or none, as a kv_config.json alone gives) is widened to
+    // one block: KIVI's full-precision residual.
+    EXPECT_EQ(make_kv_cache(cfg.layers[0], shape, KVCacheOptions<>{.recent = 16}).name(),
+              "k=kivi_keys:2:g32:r0,v=kivi_values:2:g32:r0,recent=32");
+    EXPECT_EQ(make_kv_cache(cfg.layers[0], shape).name(), "k=kivi_keys:2:g32:r0,v=kivi_values:2:g32:r0,recent=32");
     auto cache = make_kv_cache(cfg.layers[0], shape, KVCacheOptions<>{.recent = 40});
     EXPECT_EQ(cache.name(), "k=kivi_keys:2:g32:r0,v=kivi_values:2:g32:r0,recent=40");
     const auto k = gaussian(100 * kTok, 7), v = gaussian(100 * kTok, 8), q = gaussian(4 * kHq * kDim, 9);

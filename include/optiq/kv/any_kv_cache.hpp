@@ -13,9 +13,10 @@
 //   rvq      two-stage RVQ; bits is the total per coordinate (even): bits/2 per stage
 //   polar    PolarQuant, L = 4 levels at `bits` each (d divisible by 16)
 //   qjl      1 bit per sketch row (bits must be 1), m = d
-//   kivi     KIVI: keys per channel in blocks of group_size tokens (options.recent must be at
-//            least group_size), values per token in channel groups of group_size
+//   kivi     KIVI: keys per channel in blocks of group_size tokens (the recent window is widened
+//            to group_size when smaller: KIVI's residual), values per token in channel groups
 // Seeds: layer seed = options.seed + layer_idx (mlx-optiq's TurboQuantKVCache(seed = 42 + i)).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,7 +34,6 @@
 #include "optiq/kv/kv_config.hpp"
 #include "optiq/kv/layouts/contiguous.hpp"
 #include "optiq/kv/layouts/paged.hpp"
-#include "optiq/kv/layouts/ring.hpp"
 #include "optiq/kv/policies.hpp"
 
 namespace optiq::kv {
@@ -161,9 +161,10 @@ template <KVLayout L = ContiguousLayout>
     const std::uint64_t layer_seed = opts.seed + static_cast<std::uint64_t>(cfg.layer_idx);
     const std::uint64_t ks = detail::key_seed(layer_seed), vs = detail::value_seed(layer_seed);
     const std::string method = cfg.method_or_default();
+    std::size_t recent = opts.recent;
     const auto build = [&](auto kc, auto vc) {
         using P = Policy<decltype(kc), decltype(vc)>;
-        return AnyKVCache(KVCache<P, L>(P(std::move(kc), std::move(vc), opts.recent), shape, opts.batch, opts.layout));
+        return AnyKVCache(KVCache<P, L>(P(std::move(kc), std::move(vc), recent), shape, opts.batch, opts.layout));
     };
     const auto seed_of = [&](bool key) { return key ? ks : vs; };
     const int kb = cfg.key_bits(), vb = cfg.value_bits();
@@ -203,8 +204,10 @@ template <KVLayout L = ContiguousLayout>
             },
             build);
     if (method == "kivi") {
-        // Keys per channel in blocks of group_size tokens (the recent window must hold a block).
+        // Keys per channel in blocks of group_size tokens: the recent window (KIVI's full-precision
+        // residual) holds at least one block, widened to group_size when the options ask for less.
         const std::size_t g = cfg.group_size;
+        if (kb != 0) recent = std::max(recent, g);
         if (kb == 0 && vb == 0) return build(F16Codec(d), F16Codec(d));
         if (kb == 0) return build(F16Codec(d), kivi_value_codec(d, vb, g, "value"));
         if (vb == 0) return build(kivi_key_codec(d, kb, g, "key"), F16Codec(d));
@@ -244,7 +247,7 @@ template <KVLayout L = ContiguousLayout>
 //   #include <optiq/kv/any_kv_cache.hpp>
 //   OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(optiq::kv::ContiguousLayout)
 //   OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(optiq::kv::PagedLayout)
-//   OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(optiq::kv::RingLayout)
+// (RingLayout is not declared extern: a unit using it instantiates it as usual.)
 // optiq's own programs do this through the CMake target optiq_kv_instances (src/kv_instances/).
 #define OPTIQ_KV_INSTANTIATE_MAKE_KV_CACHE(...)                                                          \
     template ::optiq::kv::AnyKVCache optiq::kv::make_kv_cache<__VA_ARGS__>(                            \
@@ -257,7 +260,5 @@ extern template AnyKVCache make_kv_cache<ContiguousLayout>(const KVLayerConfig&,
                                                            const KVCacheOptions<ContiguousLayout>&);
 extern template AnyKVCache make_kv_cache<PagedLayout>(const KVLayerConfig&, const AttentionShape&,
                                                       const KVCacheOptions<PagedLayout>&);
-extern template AnyKVCache make_kv_cache<RingLayout>(const KVLayerConfig&, const AttentionShape&,
-                                                     const KVCacheOptions<RingLayout>&);
 }  // namespace optiq::kv
 #endif
