@@ -1,7 +1,8 @@
 // backend/simd/kv_attention.hpp: every architecture's run kernels (dot_run, axpy_run,
 // softmax_row) against the scalar reference kernels on random records, for every coding and code
 // width, 1..4 query states, strided records and scores, and d that is and is not a multiple of
-// the vector width (the kernels then fall back to the scalar loops). Each tag this CPU supports is
+// the vector width (the kernels then fall back to the scalar loops) or of a split decoder's
+// block (2- and 4-bit codes: 48 is one AVX2 block multiple but no AVX-512 one). Each tag this CPU supports is
 // called explicitly, not only the best one.
 #include "optiq/backend/simd/kv_attention.hpp"
 
@@ -44,6 +45,9 @@ struct Fixture {
 
     Fixture(const VectorCoding& c, std::size_t n_tokens, std::uint64_t seed) : count(n_tokens) {
         Rng rng(seed);
+        // Room for every affine group's {scale, bias} after side_offset (d = 128 in groups of 32: 9 floats).
+        if (c.coding == Coding::affine && c.group > 0)
+            side_stride = std::max(side_stride, c.side_offset + 2 * ((c.dim + c.group - 1) / c.group) + 1);
         stride = c.word_offset + (c.coding == Coding::f32 ? c.dim : (c.dim * 16 + 31) / 32) + 1;
         words.resize(count * stride);
         for (std::size_t j = 0; j < count; ++j)
@@ -91,7 +95,7 @@ std::string label(const VectorCoding& c) {
 
 TEST(KVKernels, DotAndAxpyMatchTheScalarKernels) {
     int checked = 0;
-    for (const std::size_t d : {std::size_t{16}, std::size_t{64}, std::size_t{128}, std::size_t{40}}) {
+    for (const std::size_t d : {std::size_t{16}, std::size_t{48}, std::size_t{64}, std::size_t{128}, std::size_t{40}}) {
         for (VectorCoding c : codings(d)) {
             Fixture f(c, 37, 1000 + d + static_cast<std::size_t>(c.bits) * 10 + static_cast<std::size_t>(c.coding));
             if (c.coding == Coding::codebook) c.table = f.table.data();

@@ -42,8 +42,7 @@ OPTIQ_TARGET_AVX2 inline __m256i unpack8(const std::uint8_t* p) noexcept {
     if constexpr (B == 8) {
         return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     } else {
-        std::uint64_t v = 0;
-        std::memcpy(&v, p, B);
+        const std::uint64_t v = load_bytes<B>(p);
         const __m256i src = _mm256_set1_epi64x(static_cast<long long>(v));
         const __m256i even = _mm256_set_epi64x(6 * B, 4 * B, 2 * B, 0);
         const __m256i odd = _mm256_add_epi64(even, _mm256_set1_epi64x(B));
@@ -56,6 +55,7 @@ OPTIQ_TARGET_AVX2 inline __m256i unpack8(const std::uint8_t* p) noexcept {
 
 template <int B>
 struct Codebook {
+    static constexpr std::size_t S = 1;
     __m256 t0, t1;
     const float* table;
     OPTIQ_TARGET_AVX2 static Codebook make(const VectorCoding& c) noexcept {
@@ -80,6 +80,7 @@ struct Codebook {
 
 template <int B>
 struct Affine {
+    static constexpr std::size_t S = 1;
     std::size_t group_chunks, side_offset;
     OPTIQ_TARGET_AVX2 static Affine make(const VectorCoding& c) noexcept { return {c.group / 8, c.side_offset}; }
     OPTIQ_TARGET_AVX2 __m256 operator()(const std::uint8_t* rec, const float* side, std::size_t c) const noexcept {
@@ -91,6 +92,7 @@ struct Affine {
 
 template <int B>
 struct Integer {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX2 static Integer make(const VectorCoding&) noexcept { return {}; }
     OPTIQ_TARGET_AVX2 __m256 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         return _mm256_cvtepi32_ps(unpack8<B>(rec + c * B));
@@ -98,22 +100,26 @@ struct Integer {
 };
 
 struct F16 {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX2 __m256 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 16 * c)));
     }
 };
 struct BF16 {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX2 __m256 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 16 * c));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
 };
 struct F32 {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX2 __m256 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         return _mm256_loadu_ps(reinterpret_cast<const float*>(rec + 32 * c));
     }
 };
 struct Signs {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX2 __m256 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         const __m256i bit = _mm256_set_epi32(128, 64, 32, 16, 8, 4, 2, 1);
         const __m256i v = _mm256_and_si256(_mm256_set1_epi32(rec[c]), bit);
@@ -121,6 +127,83 @@ struct Signs {
         return _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_set1_ps(-1.0f), clear);
     }
 };
+
+// Split decoders for 4-bit codes (kv_avx512.hpp has the scheme): the 8 bytes of a block of 16
+// coordinates widened to dwords; register 0 gets the low nibbles (coordinates 16b + 2i), register
+// 1 the high ones (16b + 2i + 1). vpermps reads the low 3 bits of the index and the blend bit 3,
+// so the low nibble needs no mask.
+OPTIQ_TARGET_AVX2 inline __m256i widen8(const std::uint8_t* p) noexcept {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+struct SplitCodebook4 {
+    static constexpr std::size_t S = 2;
+    __m256 t0, t1;
+    OPTIQ_TARGET_AVX2 static SplitCodebook4 make(const VectorCoding& c) noexcept {
+        return {_mm256_loadu_ps(c.table), _mm256_loadu_ps(c.table + 8)};
+    }
+    OPTIQ_TARGET_AVX2 __m256 lookup(__m256i idx) const noexcept {
+        const __m256 hi_sel = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 -> sign bit
+        return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx), _mm256_permutevar8x32_ps(t1, idx), hi_sel);
+    }
+    OPTIQ_TARGET_AVX2 void block(const std::uint8_t* rec, const float*, std::size_t b, __m256* y) const noexcept {
+        const __m256i x = widen8(rec + 8 * b);
+        y[0] = lookup(x);
+        y[1] = lookup(_mm256_srli_epi32(x, 4));
+    }
+};
+
+template <bool Scaled>
+struct SplitAffine4 {
+    static constexpr std::size_t S = 2;
+    std::size_t group_blocks, side_offset;
+    OPTIQ_TARGET_AVX2 static SplitAffine4 make(const VectorCoding& c) noexcept {
+        return {Scaled ? c.group / 16 : 1, c.side_offset};
+    }
+    OPTIQ_TARGET_AVX2 void block(const std::uint8_t* rec, const float* side, std::size_t b, __m256* y) const noexcept {
+        const __m256i x = widen8(rec + 8 * b);
+        y[0] = _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(15)));
+        y[1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(x, 4));
+        if constexpr (Scaled) {
+            const float* gs = side + side_offset + 2 * (b / group_blocks);
+            const __m256 sc = _mm256_set1_ps(gs[0]), bi = _mm256_set1_ps(gs[1]);
+            y[0] = _mm256_fmadd_ps(y[0], sc, bi);
+            y[1] = _mm256_fmadd_ps(y[1], sc, bi);
+        }
+    }
+};
+
+/// The largest d the split kernels take (their permuted queries and accumulators live on the stack).
+inline constexpr std::size_t max_split_dim = 512;
+
+[[nodiscard]] inline bool splits(const VectorCoding& c) noexcept {
+    if (c.bits != 4 || c.dim % 16 != 0 || c.dim > max_split_dim) return false;
+    if (c.coding == Coding::affine) return c.group % 16 == 0;
+    return c.coding == Coding::codebook || c.coding == Coding::integer;
+}
+
+/// dst[(2b + s)·8 + i] = src[16b + 2i + s] (to the split order), or back when `back`.
+inline void permute_split(const float* src, float* dst, std::size_t dim, bool back) noexcept {
+    for (std::size_t b = 0; b < dim / 16; ++b)
+        for (std::size_t s = 0; s < 2; ++s)
+            for (std::size_t i = 0; i < 8; ++i) {
+                const std::size_t split = (b * 2 + s) * 8 + i, natural = 16 * b + 2 * i + s;
+                if (back) dst[natural] = src[split];
+                else dst[split] = src[natural];
+            }
+}
+
+/// y[0, C) = chunks [c0, c0 + C) of the record (split decoders: C and c0 even).
+template <std::size_t C, class Dec>
+OPTIQ_TARGET_AVX2 inline void decode_chunks(const Dec& dec, const std::uint8_t* rec, const float* side,
+                                            std::size_t c0, __m256* y) noexcept {
+    if constexpr (Dec::S == 1) {
+        for (std::size_t u = 0; u < C; ++u) y[u] = dec(rec, side, c0 + u);
+    } else {
+        static_assert(C % Dec::S == 0);
+        for (std::size_t u = 0; u < C; u += Dec::S) dec.block(rec, side, (c0 + u) / Dec::S, y + u);
+    }
+}
 
 template <template <int> class D, class Op>
 OPTIQ_TARGET_AVX2 void with_bits(const VectorCoding& c, const Op& op) {
@@ -137,6 +220,13 @@ OPTIQ_TARGET_AVX2 void with_bits(const VectorCoding& c, const Op& op) {
 }
 template <class Op>
 OPTIQ_TARGET_AVX2 void with_decoder(const VectorCoding& c, const Op& op) {
+    if (splits(c)) {
+        switch (c.coding) {
+            case Coding::codebook: op(SplitCodebook4::make(c)); return;
+            case Coding::affine: op(SplitAffine4<true>::make(c)); return;
+            default: op(SplitAffine4<false>::make(c)); return;
+        }
+    }
     switch (c.coding) {
         case Coding::codebook: with_bits<Codebook>(c, op); break;
         case Coding::affine: with_bits<Affine>(c, op); break;
@@ -167,14 +257,29 @@ struct DotArgs {
 
 template <std::size_t N, class Dec>
 OPTIQ_TARGET_AVX2 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
+    constexpr std::size_t S = Dec::S;
     const Records& r = *a.r;
+    // Split decoders: the queries in the decoder's coordinate order (once per call).
+    [[maybe_unused]] alignas(32) float qs[S > 1 ? N * max_split_dim : 1];
+    const float* q[N];
+    for (std::size_t k = 0; k < N; ++k) {
+        if constexpr (S > 1) {
+            permute_split(a.q[k], qs + k * max_split_dim, 8 * a.chunks, false);
+            q[k] = qs + k * max_split_dim;
+        } else {
+            q[k] = a.q[k];
+        }
+    }
     for (std::size_t j = 0; j < r.count; ++j) {
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        for (std::size_t c = 0; c < a.chunks; ++c) {
-            const __m256 y = dec(rec, side, c);
-            for (std::size_t k = 0; k < N; ++k) acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a.q[k] + 8 * c), y, acc[k]);
+        for (std::size_t c = 0; c < a.chunks; c += S) {
+            __m256 y[S];
+            decode_chunks<S>(dec, rec, side, c, y);
+            for (std::size_t u = 0; u < S; ++u)
+                for (std::size_t k = 0; k < N; ++k)
+                    acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(q[k] + 8 * (c + u)), y[u], acc[k]);
         }
         alignas(16) float s[4];
         _mm_store_ps(s, reduce4(acc[0], acc[1], acc[2], acc[3]));
@@ -222,7 +327,7 @@ OPTIQ_TARGET_AVX2 void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_t 
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         __m256 y[C];
-        for (std::size_t u = 0; u < C; ++u) y[u] = dec(rec, side, c0 + u);
+        decode_chunks<C>(dec, rec, side, c0, y);
         for (std::size_t k = 0; k < N; ++k) {
             const __m256 w = _mm256_set1_ps(wt[k][j - j0]);
             for (std::size_t u = 0; u < C; ++u) acc[k][u] = _mm256_fmadd_ps(w, y[u], acc[k][u]);
@@ -233,8 +338,18 @@ OPTIQ_TARGET_AVX2 void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_t 
 }
 
 template <std::size_t N, class Dec>
-OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a) noexcept {
+OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
+    constexpr std::size_t S = Dec::S;
     constexpr std::size_t C = N <= 2 ? 4 : 2;  // at most 8 of the 16 registers hold accumulators
+    // Split decoders: the accumulators in the decoder's coordinate order for the call.
+    [[maybe_unused]] alignas(32) float acc_split[S > 1 ? N * max_split_dim : 1];
+    AxpyArgs a = a_in;
+    if constexpr (S > 1) {
+        for (std::size_t k = 0; k < N; ++k)
+            permute_split(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 8 * a.chunks, false);
+        a.acc = acc_split;
+        a.as = max_split_dim;
+    }
     float wt[N][axpy_tile];
     for (std::size_t j0 = 0; j0 < a.r->count; j0 += axpy_tile) {
         const std::size_t j1 = j0 + axpy_tile < a.r->count ? j0 + axpy_tile : a.r->count;
@@ -244,7 +359,11 @@ OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a) noexcept {
         }
         std::size_t c0 = 0;
         for (; c0 + C <= a.chunks; c0 += C) axpy_pass<N, C>(dec, a, j0, j1, c0, wt);
-        for (; c0 < a.chunks; ++c0) axpy_pass<N, 1>(dec, a, j0, j1, c0, wt);
+        for (; c0 < a.chunks; c0 += S) axpy_pass<N, S>(dec, a, j0, j1, c0, wt);
+    }
+    if constexpr (S > 1) {
+        for (std::size_t k = 0; k < N; ++k)
+            permute_split(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 8 * a.chunks, true);
     }
 }
 

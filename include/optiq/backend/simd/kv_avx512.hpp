@@ -2,9 +2,9 @@
 // AVX-512 KV-attention kernels (arch::avx512; kv_scalar.hpp is the reference they are tested
 // against). A record's vector is decoded 16 coordinates at a time straight into a register and
 // used at once, never stored:
-//   codes      16 codes of b bits are 2b bytes; 8 codes are exactly b bytes, so two 64-bit loads
-//              (bytes [0, b) and [b, 2b)) are broadcast to the low and high four qword lanes and
-//              vpsrlvq by 2m·b and (2m+1)·b puts codes 2m and 2m+1 in the two dwords of qword m
+//   codes      16 codes of b bits are 2b bytes: exact loads, broadcast to the four 128-bit
+//              lanes, vpshufb brings each code's one or two bytes into its dword, vpsrlvd and a
+//              mask finish; 2- and 4-bit codes of a whole block go through split decoders (below)
 //   codebook   b ≤ 4: the whole table is one register, vpermps looks 16 codes up at once (the
 //              point of TurboQuant's single Lloyd-Max table for every rotated coordinate);
 //              b = 5: vpermi2ps over two registers; b ≥ 6: a gather
@@ -53,29 +53,53 @@ namespace optiq::backend::kv {
 
 namespace avx512_detail {
 
-/// Codes [16c, 16c + 16) of a b-bit stream starting at p (p = the chunk's first byte).
+/// vpshufb selectors and vpsrlvd shifts that put code i of 16 b-bit codes (2b bytes) in dword i:
+/// the one or two bytes holding it, shifted down by its bit offset.
+template <int B>
+struct UnpackTables {
+    alignas(64) std::uint8_t select[64];
+    alignas(64) std::uint32_t shift[16];
+};
+template <int B>
+inline constexpr UnpackTables<B> unpack_tables = [] {
+    UnpackTables<B> t{};
+    for (unsigned i = 0; i < 16; ++i) {
+        const unsigned bit = B * i, byte = bit / 8, used = bit % 8 + B > 8 ? 2 : 1;
+        for (unsigned j = 0; j < 4; ++j) t.select[4 * i + j] = static_cast<std::uint8_t>(j < used ? byte + j : 0x80u);
+        t.shift[i] = bit % 8;
+    }
+    return t;
+}();
+
+/// Codes [16c, 16c + 16) of a b-bit stream starting at p (p = the chunk's first byte). Exactly
+/// the 2b bytes are read (a record may end the buffer) in loads of 1-8 bytes combined in
+/// registers: a b-byte memcpy makes a stack round trip that stalls store forwarding, and a
+/// byte-masked vmovdqu8 is as slow on AMD Zen 4.
 template <int B>
 OPTIQ_TARGET_AVX512 inline __m512i unpack16(const std::uint8_t* p) noexcept {
     if constexpr (B == 8) {
         return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     } else {
-        std::uint64_t lo = 0, hi = 0;
-        std::memcpy(&lo, p, B);
-        std::memcpy(&hi, p + B, B);
-        const __m512i src = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi64(static_cast<long long>(lo)),
-                                                    _mm512_set1_epi64(static_cast<long long>(hi)));
-        const __m512i even = _mm512_set_epi64(6 * B, 4 * B, 2 * B, 0, 6 * B, 4 * B, 2 * B, 0);
-        const __m512i odd = _mm512_add_epi64(even, _mm512_set1_epi64(B));
-        const __m512i mask = _mm512_set1_epi64((1 << B) - 1);
-        const __m512i e = _mm512_and_si512(_mm512_srlv_epi64(src, even), mask);
-        const __m512i o = _mm512_and_si512(_mm512_srlv_epi64(src, odd), mask);
-        return _mm512_or_si512(e, _mm512_slli_epi64(o, 32));
+        __m128i bytes;
+        if constexpr (2 * B < 8) {
+            bytes = _mm_cvtsi64_si128(static_cast<long long>(load_bytes<2 * B>(p)));
+        } else if constexpr (2 * B == 8) {
+            bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+        } else {
+            bytes = _mm_insert_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
+                                     static_cast<long long>(load_bytes<2 * B - 8>(p + 8)), 1);
+        }
+        const __m512i v =
+            _mm512_shuffle_epi8(_mm512_broadcast_i32x4(bytes), _mm512_load_si512(unpack_tables<B>.select));
+        return _mm512_and_si512(_mm512_srlv_epi32(v, _mm512_load_si512(unpack_tables<B>.shift)),
+                                _mm512_set1_epi32((1 << B) - 1));
     }
 }
 
 // Decoders: d(rec, side, c) = coordinates [16c, 16c + 16) of the vector at rec (its first byte).
 template <int B>
 struct Codebook {
+    static constexpr std::size_t S = 1;
     __m512 t0, t1;
     const float* table;
     OPTIQ_TARGET_AVX512 static Codebook make(const VectorCoding& c) noexcept {
@@ -99,6 +123,7 @@ struct Codebook {
 
 template <int B>
 struct Affine {
+    static constexpr std::size_t S = 1;
     std::size_t group_chunks, side_offset;
     OPTIQ_TARGET_AVX512 static Affine make(const VectorCoding& c) noexcept { return {c.group / 16, c.side_offset}; }
     OPTIQ_TARGET_AVX512 __m512 operator()(const std::uint8_t* rec, const float* side, std::size_t c) const noexcept {
@@ -110,6 +135,7 @@ struct Affine {
 
 template <int B>
 struct Integer {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX512 static Integer make(const VectorCoding&) noexcept { return {}; }
     OPTIQ_TARGET_AVX512 __m512 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         return _mm512_cvtepi32_ps(unpack16<B>(rec + c * 2 * B));
@@ -117,28 +143,164 @@ struct Integer {
 };
 
 struct F16 {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX512 __m512 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 32 * c)));
     }
 };
 struct BF16 {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX512 __m512 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 32 * c));
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
 };
 struct F32 {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX512 __m512 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         return _mm512_loadu_ps(reinterpret_cast<const float*>(rec + 64 * c));
     }
 };
 struct Signs {
+    static constexpr std::size_t S = 1;
     OPTIQ_TARGET_AVX512 __m512 operator()(const std::uint8_t* rec, const float*, std::size_t c) const noexcept {
         std::uint16_t bits = 0;
         std::memcpy(&bits, rec + 2 * c, 2);
         return _mm512_mask_blend_ps(static_cast<__mmask16>(bits), _mm512_set1_ps(-1.0f), _mm512_set1_ps(1.0f));
     }
 };
+
+// Split decoders (S > 1 registers per block): the 16 bytes of a block widened to dwords, so dword
+// i holds codes S·i .. S·i + S − 1 of the block, and register s gets code S·i + s of every dword
+// (a shift; vpermps reads only the low 4 bits of an index, so the codebook needs no mask). The
+// registers hold the block's coordinates interleaved: lane i of register s is coordinate
+// 16·S·b + S·i + s. The kernels permute the queries (dot) or the accumulators (axpy) to match
+// once per call, so 4-bit codes cost one widening load, one shift and two lookups per 32
+// coordinates (instead of a general unpack per 16), 2-bit codes one load, three shifts and four
+// lookups per 64, 3-bit codebook codes (SplitCodebook3) one load, two permutes, seven shifts and
+// eight lookups per 128.
+OPTIQ_TARGET_AVX512 inline __m512i widen16(const std::uint8_t* p) noexcept {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+/// 16-entry register of a 2^B-entry codebook repeated (entry i = table[i mod 2^B]), so a
+/// lookup may ignore the bits above a code.
+template <int B>
+OPTIQ_TARGET_AVX512 inline __m512 repeated_table(const float* table) noexcept {
+    alignas(64) float t[16];
+    for (int i = 0; i < 16; ++i) t[i] = table[i & ((1 << B) - 1)];
+    return _mm512_load_ps(t);
+}
+
+template <int B>
+struct SplitCodebook {
+    static_assert(B == 2 || B == 4);
+    static constexpr std::size_t S = 8 / B;
+    __m512 t;
+    OPTIQ_TARGET_AVX512 static SplitCodebook make(const VectorCoding& c) noexcept { return {repeated_table<B>(c.table)}; }
+    OPTIQ_TARGET_AVX512 void block(const std::uint8_t* rec, const float*, std::size_t b, __m512* y) const noexcept {
+        const __m512i x = widen16(rec + 16 * b);
+        y[0] = _mm512_permutexvar_ps(x, t);
+        for (std::size_t s = 1; s < S; ++s)
+            y[s] = _mm512_permutexvar_ps(_mm512_srli_epi32(x, static_cast<unsigned>(B * s)), t);
+    }
+};
+
+/// 3-bit codebook codes 128 at a time (S = 8): the block's 48 bytes in two loads, vpermd
+/// gives each 128-bit lane its 12 bytes, vpshufb each dword 3 bytes = 8 codes; register s is then
+/// (x >> 3s) looked up in the table repeated twice (vpermps reads 4 bits, the code has 3).
+struct SplitCodebook3 {
+    static constexpr std::size_t S = 8;
+    __m512 t;
+    __m512i lanes, bytes;
+    OPTIQ_TARGET_AVX512 static SplitCodebook3 make(const VectorCoding& c) noexcept {
+        alignas(64) std::uint8_t sel[64];
+        for (unsigned i = 0; i < 64; ++i) {
+            const unsigned j = (i % 16) / 4, k = i % 4;
+            sel[i] = static_cast<std::uint8_t>(k < 3 ? 3 * j + k : 0x80u);
+        }
+        return {repeated_table<3>(c.table),
+                _mm512_set_epi32(0, 11, 10, 9, 0, 8, 7, 6, 0, 5, 4, 3, 0, 2, 1, 0),
+                _mm512_load_si512(sel)};
+    }
+    OPTIQ_TARGET_AVX512 void block(const std::uint8_t* rec, const float*, std::size_t b, __m512* y) const noexcept {
+        const std::uint8_t* p = rec + 48 * b;
+        const __m512i raw = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32))), 1);
+        const __m512i x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(lanes, raw), bytes);
+        y[0] = _mm512_permutexvar_ps(x, t);
+        for (std::size_t s = 1; s < S; ++s)
+            y[s] = _mm512_permutexvar_ps(_mm512_srli_epi32(x, static_cast<unsigned>(3 * s)), t);
+    }
+};
+
+/// Split affine (and, with unit scale and zero bias, integer) codes; a block lies in one group.
+template <int B, bool Scaled>
+struct SplitAffine {
+    static_assert(B == 2 || B == 4);
+    static constexpr std::size_t S = 8 / B;
+    std::size_t group_blocks, side_offset;
+    OPTIQ_TARGET_AVX512 static SplitAffine make(const VectorCoding& c) noexcept {
+        return {Scaled ? c.group / (16 * S) : 1, c.side_offset};
+    }
+    OPTIQ_TARGET_AVX512 void block(const std::uint8_t* rec, const float* side, std::size_t b,
+                                   __m512* y) const noexcept {
+        const __m512i x = widen16(rec + 16 * b);
+        const __m512i mask = _mm512_set1_epi32((1 << B) - 1);
+        for (std::size_t s = 0; s < S; ++s) {
+            const __m512i v = s + 1 == S ? _mm512_srli_epi32(x, static_cast<unsigned>(B * s))
+                                         : _mm512_and_si512(_mm512_srli_epi32(x, static_cast<unsigned>(B * s)), mask);
+            y[s] = _mm512_cvtepi32_ps(v);
+        }
+        if constexpr (Scaled) {
+            const float* gs = side + side_offset + 2 * (b / group_blocks);
+            const __m512 sc = _mm512_set1_ps(gs[0]), bi = _mm512_set1_ps(gs[1]);
+            for (std::size_t s = 0; s < S; ++s) y[s] = _mm512_fmadd_ps(y[s], sc, bi);
+        }
+    }
+};
+template <int B>
+using SplitScaled = SplitAffine<B, true>;
+template <int B>
+using SplitInteger = SplitAffine<B, false>;
+
+/// The largest d the split kernels take (their permuted queries and accumulators live on the stack).
+inline constexpr std::size_t max_split_dim = 512;
+
+/// Whether c's vectors can be decoded by a split decoder (S registers per block of 16·S coordinates).
+[[nodiscard]] inline std::size_t split_of(const VectorCoding& c) noexcept {
+    if (c.bits == 3) return c.coding == Coding::codebook && c.dim % 128 == 0 && c.dim <= max_split_dim ? 8 : 1;
+    if (c.bits != 2 && c.bits != 4) return 1;
+    const std::size_t s = 8 / static_cast<std::size_t>(c.bits), block = 16 * s;
+    if (c.dim % block != 0 || c.dim > max_split_dim) return 1;
+    if (c.coding == Coding::affine && c.group % block != 0) return 1;
+    return c.coding == Coding::codebook || c.coding == Coding::affine || c.coding == Coding::integer ? s : 1;
+}
+
+/// dst[(b·S + s)·16 + i] = src[16·S·b + S·i + s] (to the split order), or back when `back`.
+template <std::size_t S>
+inline void permute_split(const float* src, float* dst, std::size_t dim, bool back) noexcept {
+    for (std::size_t b = 0; b < dim / (16 * S); ++b)
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t i = 0; i < 16; ++i) {
+                const std::size_t split = (b * S + s) * 16 + i, natural = 16 * S * b + S * i + s;
+                if (back) dst[natural] = src[split];
+                else dst[split] = src[natural];
+            }
+}
+
+/// y[0, C) = chunks [c0, c0 + C) of the record (split decoders: C and c0 multiples of S).
+template <std::size_t C, class Dec>
+OPTIQ_TARGET_AVX512 inline void decode_chunks(const Dec& dec, const std::uint8_t* rec, const float* side,
+                                              std::size_t c0, __m512* y) noexcept {
+    if constexpr (Dec::S == 1) {
+        for (std::size_t u = 0; u < C; ++u) y[u] = dec(rec, side, c0 + u);
+    } else {
+        static_assert(C % Dec::S == 0);
+        for (std::size_t u = 0; u < C; u += Dec::S) dec.block(rec, side, (c0 + u) / Dec::S, y + u);
+    }
+}
 
 /// Calls op(decoder) with the decoder of c's coding and bits (one switch per kernel call).
 template <template <int> class D, class Op>
@@ -156,6 +318,17 @@ OPTIQ_TARGET_AVX512 void with_bits(const VectorCoding& c, const Op& op) {
 }
 template <class Op>
 OPTIQ_TARGET_AVX512 void with_decoder(const VectorCoding& c, const Op& op) {
+    if (split_of(c) > 1) {
+        const bool four = c.bits == 4;
+        switch (c.coding) {
+            case Coding::codebook:
+                if (c.bits == 3) op(SplitCodebook3::make(c));
+                else four ? op(SplitCodebook<4>::make(c)) : op(SplitCodebook<2>::make(c));
+                return;
+            case Coding::affine: four ? op(SplitScaled<4>::make(c)) : op(SplitScaled<2>::make(c)); return;
+            default: four ? op(SplitInteger<4>::make(c)) : op(SplitInteger<2>::make(c)); return;
+        }
+    }
     switch (c.coding) {
         case Coding::codebook: with_bits<Codebook>(c, op); break;
         case Coding::affine: with_bits<Affine>(c, op); break;
@@ -190,14 +363,29 @@ struct DotArgs {
 
 template <std::size_t N, class Dec>
 OPTIQ_TARGET_AVX512 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
+    constexpr std::size_t S = Dec::S;
     const Records& r = *a.r;
+    // Split decoders: the queries in the decoder's coordinate order (once per call).
+    [[maybe_unused]] alignas(64) float qs[S > 1 ? N * max_split_dim : 1];
+    const float* q[N];
+    for (std::size_t k = 0; k < N; ++k) {
+        if constexpr (S > 1) {
+            permute_split<S>(a.q[k], qs + k * max_split_dim, 16 * a.chunks, false);
+            q[k] = qs + k * max_split_dim;
+        } else {
+            q[k] = a.q[k];
+        }
+    }
     for (std::size_t j = 0; j < r.count; ++j) {
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (std::size_t c = 0; c < a.chunks; ++c) {
-            const __m512 y = dec(rec, side, c);
-            for (std::size_t k = 0; k < N; ++k) acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(a.q[k] + 16 * c), y, acc[k]);
+        for (std::size_t c = 0; c < a.chunks; c += S) {
+            __m512 y[S];
+            decode_chunks<S>(dec, rec, side, c, y);
+            for (std::size_t u = 0; u < S; ++u)
+                for (std::size_t k = 0; k < N; ++k)
+                    acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(q[k] + 16 * (c + u)), y[u], acc[k]);
         }
         alignas(16) float s[4];
         _mm_store_ps(s, reduce4(acc[0], acc[1], acc[2], acc[3]));
@@ -246,7 +434,7 @@ OPTIQ_TARGET_AVX512 void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         __m512 y[C];
-        for (std::size_t u = 0; u < C; ++u) y[u] = dec(rec, side, c0 + u);
+        decode_chunks<C>(dec, rec, side, c0, y);
         for (std::size_t k = 0; k < N; ++k) {
             const __m512 w = _mm512_set1_ps(wt[k][j - j0]);
             for (std::size_t u = 0; u < C; ++u) acc[k][u] = _mm512_fmadd_ps(w, y[u], acc[k][u]);
@@ -257,9 +445,28 @@ OPTIQ_TARGET_AVX512 void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_
 }
 
 template <std::size_t N, class Dec>
-OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a) noexcept {
-    // Two chunks per pass for four states, four for one or two: at most 8 accumulators live.
-    constexpr std::size_t C = N <= 2 ? 4 : 2;
+OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
+    // Two chunks per pass for four states, four for one or two: at most 8 accumulators live
+    // (split decoders: at least one block, S chunks, per pass: at most 16).
+    constexpr std::size_t S = Dec::S;
+    if constexpr (S == 8 && N > 2) {
+        // A block of 8 registers for each of N > 2 states would not fit in the 32: two passes.
+        AxpyArgs hi = a_in;
+        hi.w += 2 * a_in.ws;
+        hi.acc += 2 * a_in.as;
+        axpy_n<2>(dec, a_in);
+        axpy_n<N - 2>(dec, hi);
+        return;
+    }
+    constexpr std::size_t C = (N <= 2 ? 4 : 2) > S ? (N <= 2 ? 4 : 2) : S;
+    // Split decoders: the accumulators in the decoder's coordinate order for the call.
+    [[maybe_unused]] alignas(64) float acc_split[S > 1 ? N * max_split_dim : 1];
+    AxpyArgs a = a_in;
+    if constexpr (S > 1) {
+        for (std::size_t k = 0; k < N; ++k) permute_split<S>(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 16 * a.chunks, false);
+        a.acc = acc_split;
+        a.as = max_split_dim;
+    }
     float wt[N][axpy_tile];
     for (std::size_t j0 = 0; j0 < a.r->count; j0 += axpy_tile) {
         const std::size_t j1 = j0 + axpy_tile < a.r->count ? j0 + axpy_tile : a.r->count;
@@ -269,7 +476,10 @@ OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a) noexcept {
         }
         std::size_t c0 = 0;
         for (; c0 + C <= a.chunks; c0 += C) axpy_pass<N, C>(dec, a, j0, j1, c0, wt);
-        for (; c0 < a.chunks; ++c0) axpy_pass<N, 1>(dec, a, j0, j1, c0, wt);
+        for (; c0 < a.chunks; c0 += S) axpy_pass<N, S>(dec, a, j0, j1, c0, wt);
+    }
+    if constexpr (S > 1) {
+        for (std::size_t k = 0; k < N; ++k) permute_split<S>(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 16 * a.chunks, true);
     }
 }
 

@@ -15,6 +15,7 @@
 // Codes are MLX's LSB-first bit stream in little-endian uint32 words (pack/mlx_stream.hpp).
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace optiq::backend::kv {
 
@@ -56,6 +57,30 @@ struct TokenScale {
         return s;
     }
 };
+
+/// Bytes [0, N) at p as an integer (little-endian machines: the x86 kernels), through loads of 1, 2 and 4 bytes combined in
+/// registers: a memcpy of 3, 5, 6 or 7 bytes into a stack word becomes partial stores that the
+/// 64-bit reload cannot forward from (a stall of some 15 cycles per read).
+template <int N>
+inline std::uint64_t load_bytes(const std::uint8_t* p) noexcept {
+    static_assert(N >= 1 && N <= 7);
+    std::uint64_t v = 0;
+    int at = 0;
+    if constexpr (N >= 4) {
+        std::uint32_t w;
+        std::memcpy(&w, p, 4);
+        v = w;
+        at = 4;
+    }
+    if constexpr ((N - (N >= 4 ? 4 : 0)) >= 2) {
+        std::uint16_t h;
+        std::memcpy(&h, p + at, 2);
+        v |= static_cast<std::uint64_t>(h) << (8 * at);
+        at += 2;
+    }
+    if constexpr ((N - (N >= 4 ? 4 : 0)) % 2 == 1) v |= static_cast<std::uint64_t>(p[at]) << (8 * at);
+    return v;
+}
 
 /// At most this many query states go through one kernel call (their accumulators stay in registers).
 inline constexpr std::size_t max_states = 4;
