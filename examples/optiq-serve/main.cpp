@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
                                          {"model", model_name},
                                          {"running", running},
                                          {"waiting", waiting},
+                                         {"cancelled", engine.cancelled_total()},
                                          {"max_concurrent", engine.max_concurrent()},
                                          {"max_queue", engine.max_queue()},
                                          {"context", engine.context()}}),

@@ -15,7 +15,9 @@ with stories260K and an API key, and must give:
   * 8 concurrent requests (threads) equal to their sequential results;
   * a clean exit on SIGTERM, also while streams are running (each ends, none hangs).
 Then, when the SmolLM2-135M-Instruct GGUF is present (scripts/fetch_models.sh), a chat through its
-template: equal to optiq-generate --chat, through both clients.
+template: equal to optiq-generate --chat, through both clients; and a streaming client that closes
+its connection after the first chunk cancels its generation (the slot frees within seconds, /health
+counts one cancellation).
 
 Sampling parameters the anthropic SDK no longer lists (temperature in 2.x) go through extra_body,
 which any SDK version sends as they are.
@@ -23,6 +25,7 @@ Exit 77 (skip) when openai or anthropic is missing; under CI=true that is a fail
 """
 import argparse
 import concurrent.futures
+import http.client
 import json
 import os
 import re
@@ -30,6 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -299,6 +303,39 @@ def check_stories(args):
             check(srv.stop() == 0, "SIGTERM: clean exit")
 
 
+def health(url):
+    req = urllib.request.Request(url + "/health", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def check_disconnect(srv):
+    """A streaming client that goes away mid-generation cancels it: the slot frees at once (long
+    before the 400 requested tokens could be generated) and /health counts one cancellation."""
+    before = health(srv.url)["cancelled"]
+    host, port = srv.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    body = json.dumps({"model": "smollm2", "max_tokens": 400, "temperature": 0, "stream": True,
+                       "messages": [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]})
+    conn.request("POST", "/v1/chat/completions", body=body,
+                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    resp = conn.getresponse()
+    first = b""
+    while b"data:" not in first:
+        first += resp.fp.readline()
+    running = health(srv.url)["running"]
+    resp.close()
+    conn.close()
+    start = time.monotonic()
+    h = health(srv.url)
+    while (h["running"] or h["cancelled"] == before) and time.monotonic() - start < 10:
+        time.sleep(0.05)
+        h = health(srv.url)
+    check(running == 1 and h["running"] == 0 and h["cancelled"] == before + 1,
+          f"client disconnect cancels the generation: running {running} -> {h['running']}, "
+          f"cancelled {before} -> {h['cancelled']} after {time.monotonic() - start:.2f} s")
+
+
 def check_smollm(args):
     if not os.path.exists(args.smollm):
         print(f"skip SmolLM2 chat: {args.smollm} is absent (scripts/fetch_models.sh)")
@@ -322,6 +359,7 @@ def check_smollm(args):
             text = "".join(s.text_stream)
             final = s.get_final_message()
         check(text == want and final.usage.input_tokens == n_prompt, f"SmolLM2 through the anthropic client: {text!r}")
+        check_disconnect(srv)
     finally:
         rc = srv.stop()
     check(rc == 0, f"SmolLM2 server: clean exit (rc {rc})")

@@ -199,6 +199,7 @@ TEST(Engine, FullQueueIs503) {
     b->cancel();
     EXPECT_EQ(a->wait().finish, FinishReason::cancelled);
     EXPECT_EQ(b->wait().finish, FinishReason::cancelled);
+    EXPECT_EQ(engine.cancelled_total(), 2u);  // one running, one still waiting: both counted
     // Both places are free again.
     EXPECT_EQ(engine.submit(completion("Once", 5))->wait().completion_tokens, 5u);
 }
@@ -212,6 +213,7 @@ TEST(Engine, CancelFreesTheSlotForTheNextRequest) {
     const auto ca = a->wait();
     EXPECT_EQ(ca.finish, FinishReason::cancelled);
     EXPECT_LT(ca.completion_tokens, 500u);
+    EXPECT_EQ(engine.cancelled_total(), 1u);
     const auto r = completion("Once upon a time", 30);
     EXPECT_EQ(engine.submit(r)->wait().text, reference(r).text);  // the reused slot starts clean
 }

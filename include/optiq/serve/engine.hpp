@@ -208,6 +208,9 @@ public:
         return {in_system_ - waiting_.size(), waiting_.size()};
     }
 
+    /// Requests ended because their client went away (Job::cancel), since the engine started.
+    [[nodiscard]] std::uint64_t cancelled_total() const noexcept { return cancelled_total_.load(std::memory_order_relaxed); }
+
     /// The prompt text of a request: the chat template's rendering (fallback_chat_prompt() when
     /// the model has none), or the completion prompt.
     [[nodiscard]] std::string prompt_text(const GenerationRequest& r) const {
@@ -332,6 +335,7 @@ private:
                     waiting_.pop_front();
                     if (w.job->cancelled()) {
                         --in_system_;
+                        cancelled_total_.fetch_add(1, std::memory_order_relaxed);
                         w.job->finish(cancelled(w.req.prompt.size(), 0), {});
                         continue;
                     }
@@ -367,7 +371,10 @@ private:
 
     void step() {
         for (auto& a : active_)
-            if (a->job->cancelled()) finish(*a, FinishReason::cancelled, "cancelled");
+            if (a->job->cancelled() && !a->finished) {
+                cancelled_total_.fetch_add(1, std::memory_order_relaxed);
+                finish(*a, FinishReason::cancelled, "cancelled");
+            }
         retire();
         if (active_.empty()) return;
 
@@ -479,6 +486,7 @@ private:
     const tokenizer::AnyTokenizer& tok_;
     EngineOptions o_;
     std::atomic<std::uint64_t> seed_counter_{0};
+    std::atomic<std::uint64_t> cancelled_total_{0};
 
     mutable std::mutex mu_;  // guards waiting_, free_, in_system_, stop_
     std::condition_variable cv_;
