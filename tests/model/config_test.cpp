@@ -39,6 +39,32 @@ TEST(ModelConfig, ReadsHfConfig) {
     EXPECT_EQ(c3.q_dim(), 9u * 128u);
 }
 
+TEST(ModelConfig, SlidingWindowLimitsTheContext) {
+    // Mistral-7B-v0.1's config: a 4096-token window under 32768 positions.
+    auto m = smollm2();
+    m["model_type"] = "mistral";
+    m["max_position_embeddings"] = 32768;
+    m["sliding_window"] = 4096;
+    const auto cm = config_from_hf_json(m, "mistral");
+    EXPECT_EQ(cm.sliding_window, 4096u);
+    EXPECT_EQ(cm.max_seq_len, 4096u);
+    m["sliding_window"] = nullptr;  // Mistral v0.2+
+    EXPECT_EQ(config_from_hf_json(m, "mistral").sliding_window, 0u);
+    EXPECT_EQ(config_from_hf_json(m, "mistral").max_seq_len, 32768u);
+    m["sliding_window"] = 0;
+    EXPECT_THROW((void)config_from_hf_json(m, "mistral"), config_error);
+    // Qwen2 ships "sliding_window": 32768 with "use_sliding_window": false.
+    auto q = smollm2();
+    q["model_type"] = "qwen2";
+    q["max_position_embeddings"] = 32768;
+    q["sliding_window"] = 1024;
+    q["use_sliding_window"] = false;
+    EXPECT_EQ(config_from_hf_json(q, "qwen2").sliding_window, 0u);
+    EXPECT_EQ(config_from_hf_json(q, "qwen2").max_seq_len, 32768u);
+    q["use_sliding_window"] = true;
+    EXPECT_EQ(config_from_hf_json(q, "qwen2").max_seq_len, 1024u);
+}
+
 TEST(ModelConfig, RopeFrequenciesAndLlama3Scaling) {
     auto c = config_from_hf_json(smollm2(), "c");
     const auto f = c.rope_inv_freq();

@@ -119,6 +119,20 @@ TEST(Transformer, RejectsBadCalls) {
     EXPECT_THROW(Transformer(m.config(), std::move(w)), shape_error);
 }
 
+TEST(Transformer, SlidingWindowModelStopsAtTheWindow) {
+    auto m = stories();
+    ModelConfig c = m.config();
+    c.sliding_window = 8;
+    Transformer sw(c, m.weights());
+    const std::vector<TokenId> eight{1, 403, 407, 261, 378, 410, 368, 305};
+    // Within the window the attention is the full one.
+    EXPECT_EQ(sw.forward(eight, 0), m.forward(eight, 0));
+    const std::vector<TokenId> one{1};
+    EXPECT_THROW((void)sw.forward(one, 8), value_error);  // the 9th token
+    const BatchItem item{0, one, 8};
+    EXPECT_THROW((void)sw.forward_batch(std::span(&item, 1)), value_error);
+    EXPECT_NO_THROW((void)sw.forward(one, 7));  // rolled back: the 8th again
+}
 
 TEST(Transformer, BatchOfSequencesEqualsEachRunAlone) {
     TransformerOptions o;

@@ -54,6 +54,11 @@ struct ModelConfig {
     std::size_t head_dim = 0;  ///< dim / n_heads unless the config says otherwise (Qwen3)
     std::size_t vocab_size = 0;
     std::size_t max_seq_len = 0;  ///< 0: unknown
+    /// Sliding-window attention (Mistral's "sliding_window", Qwen2's with "use_sliding_window"):
+    /// each token sees the last `sliding_window` positions; 0: none. optiq attends the whole
+    /// cache, which is the same attention only while a sequence fits in the window, so the
+    /// config's max_seq_len is clamped to it and the Transformer refuses positions beyond.
+    std::size_t sliding_window = 0;
     float rope_theta = 10000.0f;
     float rms_norm_eps = 1e-5f;
     /// Rotary on adjacent pairs (2i, 2i+1): llama2.c and GGUF "llama" files (rows kept in GGUF
@@ -155,6 +160,15 @@ inline std::size_t json_size(const nlohmann::json& j, const char* key, std::stri
     c.max_seq_len = detail::json_size(j, "max_position_embeddings", source, false);
     c.rope_theta = detail::json_get<float>(j, "rope_theta", 10000.0f, source);
     c.rms_norm_eps = detail::json_get<float>(j, "rms_norm_eps", 1e-6f, source);
+    // Qwen2 declares a window but turns it off with use_sliding_window: false (its default).
+    if (detail::json_get<bool>(j, "use_sliding_window", c.arch != Arch::qwen2, source)) {
+        if (const auto sw = j.find("sliding_window"); sw != j.end() && !sw->is_null()) {
+            c.sliding_window = detail::json_size(j, "sliding_window", source);
+            if (c.sliding_window == 0)
+                optiq::detail::fail<config_error>(source, ": field 'sliding_window' must be positive or null");
+            if (c.max_seq_len == 0 || c.sliding_window < c.max_seq_len) c.max_seq_len = c.sliding_window;
+        }
+    }
     c.tie_word_embeddings = detail::json_get<bool>(root, "tie_word_embeddings",
                                                    detail::json_get<bool>(j, "tie_word_embeddings", false, source), source);
     c.attention_bias = c.arch == Arch::qwen2 || detail::json_get<bool>(j, "attention_bias", false, source);

@@ -436,6 +436,11 @@ private:
         if (start_pos > positions_[seq])
             optiq::detail::fail<value_error>("model::Transformer::", what, ": start position ", start_pos,
                                              " is past the ", positions_[seq], " tokens cached for sequence ", seq);
+        if (config_.sliding_window != 0 && start_pos + tokens.size() > config_.sliding_window)
+            optiq::detail::fail<value_error>("model::Transformer::", what, ": sequence ", seq, " would reach ",
+                                             start_pos + tokens.size(), " tokens, past the model's sliding window of ",
+                                             config_.sliding_window, " (optiq attends the whole cache, which equals "
+                                             "sliding-window attention only within the window)");
         for (std::size_t i = 0; i < tokens.size(); ++i)
             if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= config_.vocab_size)
                 optiq::detail::fail<value_error>("model::Transformer::", what, ": token ", tokens[i], " at index ", i,
