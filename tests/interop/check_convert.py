@@ -14,6 +14,12 @@ writes a KL-allocated 4.5 bpw MLX directory (tiny calibration so the test stays 
    for the source model, on WikiText lines (and a TinyStories line for stories260K).
 A uniform 4-bit stories260K conversion (--method uniform) is loaded by mlx-lm as well.
 
+An HF safetensors directory as the source: stories260K rewritten by NumPy alone in HF layout (f32,
+wq/wk rows permuted from llama2.c's adjacent rotary pairs to HF's halves, as transformers'
+convert_llama_weights_to_hf does). Stock mlx-lm on that directory gives the logits optiq gives on the
+llama2.c file, and optiq-convert --method uniform of the directory writes tensors bit-identical to
+those of the llama2.c conversion (so both readers, and the converter's rotary permutation, agree).
+
 Exit 77 (skip) when mlx-lm / transformers are missing; under CI=true that is a failure. SmolLM2 is
 skipped alone when its GGUF is not in ~/.cache/optiq (scripts/fetch_models.sh).
 MLX's CPU quantized matmul with f16 scales is slow, so prompts stay <= 16 tokens.
@@ -50,6 +56,94 @@ def run(cmd):
         print(r.stdout[-3000:], r.stderr[-3000:])
         raise RuntimeError(f"{cmd[0]} exited {r.returncode}")
     return r
+
+
+def llama2c_to_hf(path, out, tokenizer_dir):
+    """A llama2.c checkpoint as an HF Llama directory (config.json, f32 model.safetensors, the
+    tokenizer files of tokenizer_dir), read and permuted with NumPy only."""
+    raw = Path(path).read_bytes()
+    dim, hidden, n_layers, n_heads, n_kv, vocab, seq = (int(x) for x in np.frombuffer(raw[:28], dtype="<i4"))
+    shared = vocab > 0
+    vocab = abs(vocab)
+    hd = dim // n_heads
+    w = np.frombuffer(raw[28:], dtype="<f4")
+    off = 0
+
+    def take(*shape):
+        nonlocal off
+        n = int(np.prod(shape))
+        a = w[off: off + n].reshape(shape)
+        off += n
+        return a
+
+    emb, rms_att = take(vocab, dim), take(n_layers, dim)
+    wq, wk, wv = take(n_layers, dim, dim), take(n_layers, n_kv * hd, dim), take(n_layers, n_kv * hd, dim)
+    wo, rms_ffn = take(n_layers, dim, dim), take(n_layers, dim)
+    w1, w2, w3 = take(n_layers, hidden, dim), take(n_layers, dim, hidden), take(n_layers, hidden, dim)
+    rms_final = take(dim)
+    take(seq, hd // 2), take(seq, hd // 2)  # legacy freq_cis
+    cls = emb if shared else take(vocab, dim)
+
+    def permute(m, heads):  # rows (2i, 2i+1) of each head -> (i, i + hd/2)
+        return m.reshape(heads, hd // 2, 2, m.shape[-1]).transpose(0, 2, 1, 3).reshape(heads * hd, m.shape[-1])
+
+    t = {"model.embed_tokens.weight": emb, "model.norm.weight": rms_final}
+    if not shared:
+        t["lm_head.weight"] = cls
+    for i in range(n_layers):
+        p = f"model.layers.{i}."
+        t[p + "input_layernorm.weight"] = rms_att[i]
+        t[p + "post_attention_layernorm.weight"] = rms_ffn[i]
+        t[p + "self_attn.q_proj.weight"] = permute(wq[i], n_heads)
+        t[p + "self_attn.k_proj.weight"] = permute(wk[i], n_kv)
+        t[p + "self_attn.v_proj.weight"] = wv[i]
+        t[p + "self_attn.o_proj.weight"] = wo[i]
+        t[p + "mlp.gate_proj.weight"] = w1[i]
+        t[p + "mlp.down_proj.weight"] = w2[i]
+        t[p + "mlp.up_proj.weight"] = w3[i]
+    out.mkdir()
+    mx.save_safetensors(str(out / "model.safetensors"), {k: mx.array(np.ascontiguousarray(v)) for k, v in t.items()},
+                        metadata={"format": "pt"})
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": dim,
+           "intermediate_size": hidden, "num_hidden_layers": n_layers, "num_attention_heads": n_heads,
+           "num_key_value_heads": n_kv, "vocab_size": vocab, "max_position_embeddings": seq,
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": shared, "hidden_act": "silu",
+           "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"}
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(tokenizer_dir) / f).exists():
+            (out / f).write_bytes((Path(tokenizer_dir) / f).read_bytes())
+
+
+def check_hf_source(stories, tmp, dump, convert, tokenizer_dir, u4_from_llama2c):
+    hf_dir = tmp / "stories-hf"
+    llama2c_to_hf(stories / "stories260K.bin", hf_dir, tokenizer_dir)
+    prompts = [[1, 403, 407, 261, 378, 260, 79], [1] + list(range(300, 315))]
+    lf = tmp / "llama2c-logits.f32"
+    r = run([dump, "logits", stories / "stories260K.bin", lf] + [",".join(map(str, p)) for p in prompts])
+    vocab = int(r.stdout.split()[-1])
+    ours = np.fromfile(lf, dtype=np.float32)
+    model, _ = load(str(hf_dir))
+    off = 0
+    for p in prompts:
+        want = ours[off: off + len(p) * vocab].reshape(len(p), vocab)
+        off += len(p) * vocab
+        got = np.array(model(mx.array([p]))[0].astype(mx.float32))
+        err, rng = float(np.abs(got - want).max()), float(want.max() - want.min())
+        print(f"HF dir: mlx-lm on the NumPy-written directory vs optiq on stories260K.bin: T={len(p)} "
+              f"max |logit diff| {err:.3g} over range {rng:.3g}")
+        if not err / rng < 1e-4:
+            fail(f"HF dir: mlx-lm on the HF directory differs from optiq on the llama2.c file by {err:.3g}")
+    u4 = tmp / "stories-hf-u4"
+    run([convert, hf_dir, "--method", "uniform", "--bits", "4", "-q", "-o", u4])
+    a, b = mx.load(str(u4 / "model.safetensors")), mx.load(str(u4_from_llama2c / "model.safetensors"))
+    if sorted(a) != sorted(b):
+        fail(f"HF dir: converted tensor names differ: {sorted(set(a) ^ set(b))[:5]}")
+    diff = [k for k in sorted(set(a) & set(b)) if a[k].dtype != b[k].dtype or not mx.array_equal(a[k], b[k]).item()]
+    if diff:
+        fail(f"HF dir: {len(diff)} converted tensors differ from the llama2.c conversion, e.g. {diff[:3]}")
+    else:
+        print(f"HF dir: uniform 4-bit conversion bit-identical to the llama2.c source's ({len(a)} tensors)")
 
 
 def module_paths(model):
@@ -188,6 +282,7 @@ def main():
         if m["achieved_bpw"] != 4.0 or m["method"] != "uniform":
             fail(f"uniform 4-bit: metadata {m['method']} {m['achieved_bpw']}")
         load(str(uni))
+        check_hf_source(stories, tmp, args.dump, args.convert, out, uni)
 
         # SmolLM2 (GGUF): tiny calibration, so the sensitivity pass takes a minute or two.
         gguf = Path.home() / ".cache" / "optiq" / "SmolLM2-135M-Instruct.Q4_1.gguf"
