@@ -14,8 +14,9 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 apt_packages=(
     build-essential g++ clang cmake ninja-build pkg-config
     clang-14 libclang-rt-14-dev
-    libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libfaiss-dev
+    libgtest-dev libgmock-dev googletest libbenchmark-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libfaiss-dev
     python3 python3-pip
+    crossbuild-essential-arm64 qemu-user   # CI's AArch64 stage: tests cross-built and run under qemu-aarch64
 )
 missing=()
 for p in "${apt_packages[@]}"; do
