@@ -1,6 +1,6 @@
 #pragma once
 // KV-attention kernels for every architecture tag (arch.hpp): kv_scalar.hpp (the reference and
-// the fallback of tags without kernels, arch::neon), kv_avx2.hpp, kv_avx512.hpp. A caller picks
+// the fallback of codings a tag has no kernel for), kv_avx2.hpp, kv_avx512.hpp, kv_neon.hpp. A caller picks
 // the tag once per attention call (arch::dispatch) and calls
 //   dot_run(tag, coding, records, token_scale, q, n, out, out_stride, add)
 //   axpy_run(tag, coding, records, token_scale, w, w_stride, n, acc, acc_stride)
@@ -10,5 +10,6 @@
 #include "optiq/backend/simd/arch.hpp"
 #include "optiq/backend/simd/kv_avx2.hpp"
 #include "optiq/backend/simd/kv_avx512.hpp"
+#include "optiq/backend/simd/kv_neon.hpp"
 #include "optiq/backend/simd/kv_scalar.hpp"
 #include "optiq/backend/simd/kv_types.hpp"
