@@ -17,8 +17,9 @@ A uniform 4-bit stories260K conversion (--method uniform) is loaded by mlx-lm as
 An HF safetensors directory as the source: stories260K rewritten by NumPy alone in HF layout (f32,
 wq/wk rows permuted from llama2.c's adjacent rotary pairs to HF's halves, as transformers'
 convert_llama_weights_to_hf does). Stock mlx-lm on that directory gives the logits optiq gives on the
-llama2.c file, and optiq-convert --method uniform of the directory writes tensors bit-identical to
-those of the llama2.c conversion (so both readers, and the converter's rotary permutation, agree).
+llama2.c file, and optiq-convert --method uniform of the directory (plus a vision-tower tensor that
+--strip-unused-modalities drops) writes tensors bit-identical to those of the llama2.c conversion (so
+both readers, and the converter's rotary permutation, agree).
 
 Exit 77 (skip) when mlx-lm / transformers are missing; under CI=true that is a failure. SmolLM2 is
 skipped alone when its GGUF is not in ~/.cache/optiq (scripts/fetch_models.sh).
@@ -134,8 +135,12 @@ def check_hf_source(stories, tmp, dump, convert, tokenizer_dir, u4_from_llama2c)
               f"max |logit diff| {err:.3g} over range {rng:.3g}")
         if not err / rng < 1e-4:
             fail(f"HF dir: mlx-lm on the HF directory differs from optiq on the llama2.c file by {err:.3g}")
+    # A vision tower (as a VLM checkpoint carries) that --strip-unused-modalities must leave out.
+    w = mx.load(str(hf_dir / "model.safetensors"))
+    w["vision_tower.patch_embed.proj.weight"] = mx.array(np.ones((64, 48), dtype=np.float32))
+    mx.save_safetensors(str(hf_dir / "model.safetensors"), w, metadata={"format": "pt"})
     u4 = tmp / "stories-hf-u4"
-    run([convert, hf_dir, "--method", "uniform", "--bits", "4", "-q", "-o", u4])
+    run([convert, hf_dir, "--method", "uniform", "--bits", "4", "--strip-unused-modalities", "-q", "-o", u4])
     a, b = mx.load(str(u4 / "model.safetensors")), mx.load(str(u4_from_llama2c / "model.safetensors"))
     if sorted(a) != sorted(b):
         fail(f"HF dir: converted tensor names differ: {sorted(set(a) ^ set(b))[:5]}")
