@@ -61,47 +61,29 @@ def run(cmd):
 
 def llama2c_to_hf(path, out, tokenizer_dir):
     """A llama2.c checkpoint as an HF Llama directory (config.json, f32 model.safetensors, the
-    tokenizer files of tokenizer_dir), read and permuted with NumPy only."""
-    raw = Path(path).read_bytes()
-    dim, hidden, n_layers, n_heads, n_kv, vocab, seq = (int(x) for x in np.frombuffer(raw[:28], dtype="<i4"))
-    shared = vocab > 0
-    vocab = abs(vocab)
+    tokenizer files of tokenizer_dir), read (check_model_forward's NumPy reader) and permuted with NumPy only."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from check_model_forward import load_llama2c
+    cfg, w = load_llama2c(path)
+    dim, hidden, n_layers, n_heads, n_kv, vocab, seq = (cfg[k] for k in ("dim", "hidden", "n_layers", "n_heads",
+                                                                          "n_kv", "vocab", "seq_len"))
+    shared = w["wcls"] is w["emb"]
     hd = dim // n_heads
-    w = np.frombuffer(raw[28:], dtype="<f4")
-    off = 0
-
-    def take(*shape):
-        nonlocal off
-        n = int(np.prod(shape))
-        a = w[off: off + n].reshape(shape)
-        off += n
-        return a
-
-    emb, rms_att = take(vocab, dim), take(n_layers, dim)
-    wq, wk, wv = take(n_layers, dim, dim), take(n_layers, n_kv * hd, dim), take(n_layers, n_kv * hd, dim)
-    wo, rms_ffn = take(n_layers, dim, dim), take(n_layers, dim)
-    w1, w2, w3 = take(n_layers, hidden, dim), take(n_layers, dim, hidden), take(n_layers, hidden, dim)
-    rms_final = take(dim)
-    take(seq, hd // 2), take(seq, hd // 2)  # legacy freq_cis
-    cls = emb if shared else take(vocab, dim)
 
     def permute(m, heads):  # rows (2i, 2i+1) of each head -> (i, i + hd/2)
         return m.reshape(heads, hd // 2, 2, m.shape[-1]).transpose(0, 2, 1, 3).reshape(heads * hd, m.shape[-1])
 
-    t = {"model.embed_tokens.weight": emb, "model.norm.weight": rms_final}
+    t = {"model.embed_tokens.weight": w["emb"], "model.norm.weight": w["rms_final"]}
     if not shared:
-        t["lm_head.weight"] = cls
+        t["lm_head.weight"] = w["wcls"]
+    hf_names = {"rms_att": "input_layernorm", "rms_ffn": "post_attention_layernorm", "wv": "self_attn.v_proj",
+                "wo": "self_attn.o_proj", "w1": "mlp.gate_proj", "w2": "mlp.down_proj", "w3": "mlp.up_proj"}
     for i in range(n_layers):
         p = f"model.layers.{i}."
-        t[p + "input_layernorm.weight"] = rms_att[i]
-        t[p + "post_attention_layernorm.weight"] = rms_ffn[i]
-        t[p + "self_attn.q_proj.weight"] = permute(wq[i], n_heads)
-        t[p + "self_attn.k_proj.weight"] = permute(wk[i], n_kv)
-        t[p + "self_attn.v_proj.weight"] = wv[i]
-        t[p + "self_attn.o_proj.weight"] = wo[i]
-        t[p + "mlp.gate_proj.weight"] = w1[i]
-        t[p + "mlp.down_proj.weight"] = w2[i]
-        t[p + "mlp.up_proj.weight"] = w3[i]
+        for ours, hf in hf_names.items():
+            t[p + hf + ".weight"] = w[ours][i]
+        t[p + "self_attn.q_proj.weight"] = permute(w["wq"][i], n_heads)
+        t[p + "self_attn.k_proj.weight"] = permute(w["wk"][i], n_kv)
     out.mkdir()
     mx.save_safetensors(str(out / "model.safetensors"), {k: mx.array(np.ascontiguousarray(v)) for k, v in t.items()},
                         metadata={"format": "pt"})
