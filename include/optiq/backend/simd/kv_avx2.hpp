@@ -182,17 +182,6 @@ inline constexpr std::size_t max_split_dim = 512;
     return c.coding == Coding::codebook || c.coding == Coding::integer;
 }
 
-/// dst[(2b + s)·8 + i] = src[16b + 2i + s] (to the split order), or back when `back`.
-inline void permute_split(const float* src, float* dst, std::size_t dim, bool back) noexcept {
-    for (std::size_t b = 0; b < dim / 16; ++b)
-        for (std::size_t s = 0; s < 2; ++s)
-            for (std::size_t i = 0; i < 8; ++i) {
-                const std::size_t split = (b * 2 + s) * 8 + i, natural = 16 * b + 2 * i + s;
-                if (back) dst[natural] = src[split];
-                else dst[split] = src[natural];
-            }
-}
-
 /// y[0, C) = chunks [c0, c0 + C) of the record (split decoders: C and c0 even).
 template <std::size_t C, class Dec>
 OPTIQ_TARGET_AVX2 inline void decode_chunks(const Dec& dec, const std::uint8_t* rec, const float* side,
@@ -264,7 +253,7 @@ OPTIQ_TARGET_AVX2 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
     const float* q[N];
     for (std::size_t k = 0; k < N; ++k) {
         if constexpr (S > 1) {
-            permute_split(a.q[k], qs + k * max_split_dim, 8 * a.chunks, false);
+            permute_split(a.q[k], qs + k * max_split_dim, 8 * a.chunks, S, 8, false);
             q[k] = qs + k * max_split_dim;
         } else {
             q[k] = a.q[k];
@@ -346,7 +335,7 @@ OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
     AxpyArgs a = a_in;
     if constexpr (S > 1) {
         for (std::size_t k = 0; k < N; ++k)
-            permute_split(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 8 * a.chunks, false);
+            permute_split(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 8 * a.chunks, S, 8, false);
         a.acc = acc_split;
         a.as = max_split_dim;
     }
@@ -363,7 +352,7 @@ OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
     }
     if constexpr (S > 1) {
         for (std::size_t k = 0; k < N; ++k)
-            permute_split(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 8 * a.chunks, true);
+            permute_split(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 8 * a.chunks, S, 8, true);
     }
 }
 

@@ -278,18 +278,6 @@ inline constexpr std::size_t max_split_dim = 512;
     return c.coding == Coding::codebook || c.coding == Coding::affine || c.coding == Coding::integer ? s : 1;
 }
 
-/// dst[(b·S + s)·16 + i] = src[16·S·b + S·i + s] (to the split order), or back when `back`.
-template <std::size_t S>
-inline void permute_split(const float* src, float* dst, std::size_t dim, bool back) noexcept {
-    for (std::size_t b = 0; b < dim / (16 * S); ++b)
-        for (std::size_t s = 0; s < S; ++s)
-            for (std::size_t i = 0; i < 16; ++i) {
-                const std::size_t split = (b * S + s) * 16 + i, natural = 16 * S * b + S * i + s;
-                if (back) dst[natural] = src[split];
-                else dst[split] = src[natural];
-            }
-}
-
 /// y[0, C) = chunks [c0, c0 + C) of the record (split decoders: C and c0 multiples of S).
 template <std::size_t C, class Dec>
 OPTIQ_TARGET_AVX512 inline void decode_chunks(const Dec& dec, const std::uint8_t* rec, const float* side,
@@ -370,7 +358,7 @@ OPTIQ_TARGET_AVX512 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
     const float* q[N];
     for (std::size_t k = 0; k < N; ++k) {
         if constexpr (S > 1) {
-            permute_split<S>(a.q[k], qs + k * max_split_dim, 16 * a.chunks, false);
+            permute_split(a.q[k], qs + k * max_split_dim, 16 * a.chunks, S, 16, false);
             q[k] = qs + k * max_split_dim;
         } else {
             q[k] = a.q[k];
@@ -463,7 +451,8 @@ OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
     [[maybe_unused]] alignas(64) float acc_split[S > 1 ? N * max_split_dim : 1];
     AxpyArgs a = a_in;
     if constexpr (S > 1) {
-        for (std::size_t k = 0; k < N; ++k) permute_split<S>(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 16 * a.chunks, false);
+        for (std::size_t k = 0; k < N; ++k)
+            permute_split(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 16 * a.chunks, S, 16, false);
         a.acc = acc_split;
         a.as = max_split_dim;
     }
@@ -479,7 +468,8 @@ OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
         for (; c0 < a.chunks; c0 += S) axpy_pass<N, S>(dec, a, j0, j1, c0, wt);
     }
     if constexpr (S > 1) {
-        for (std::size_t k = 0; k < N; ++k) permute_split<S>(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 16 * a.chunks, true);
+        for (std::size_t k = 0; k < N; ++k)
+            permute_split(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 16 * a.chunks, S, 16, true);
     }
 }
 

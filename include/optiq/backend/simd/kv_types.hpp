@@ -82,6 +82,20 @@ inline std::uint64_t load_bytes(const std::uint8_t* p) noexcept {
     return v;
 }
 
+/// The coordinate order of the split decoders (kv_avx2.hpp, kv_avx512.hpp): in a block of S
+/// registers of W lanes, lane i of register s holds coordinate S·i + s. Copies a vector of dim
+/// coordinates into that order (dst[(b·S + s)·W + i] = src[W·S·b + S·i + s]), or back when `back`.
+inline void permute_split(const float* src, float* dst, std::size_t dim, std::size_t S, std::size_t W,
+                          bool back) noexcept {
+    for (std::size_t b = 0; b < dim / (W * S); ++b)
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t i = 0; i < W; ++i) {
+                const std::size_t split = (b * S + s) * W + i, natural = W * S * b + S * i + s;
+                if (back) dst[natural] = src[split];
+                else dst[split] = src[natural];
+            }
+}
+
 /// At most this many query states go through one kernel call (their accumulators stay in registers).
 inline constexpr std::size_t max_states = 4;
 
