@@ -19,9 +19,20 @@
 #include <immintrin.h>
 #define OPTIQ_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define OPTIQ_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define OPTIQ_TARGET_AVX512_VNNI \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #elif defined(__aarch64__) || defined(_M_ARM64)
 #define OPTIQ_SIMD_NEON 1
 #include <arm_neon.h>
+#endif
+
+// Before a loop of a few iterations over registers (query states, chunks of a block): unrolled at
+// -O2 too, so arrays of __m512 stay in registers. GCC 12 at -O2 (CMake's RelWithDebInfo, distro
+// builds) keeps such arrays in memory and the KV kernels ran 2-3x slower than at -O3.
+#if defined(__GNUC__) || defined(__clang__)
+#define OPTIQ_UNROLL _Pragma("GCC unroll 16")
+#else
+#define OPTIQ_UNROLL
 #endif
 
 namespace optiq::backend::arch {
@@ -68,6 +79,19 @@ namespace detail {
 }
 
 }  // namespace detail
+
+/// Whether the AVX-512 tag may also use VNNI (int8 dot products: kv_int8.hpp): asked once.
+[[nodiscard]] inline bool has_avx512_vnni() noexcept {
+#if defined(OPTIQ_SIMD_X86) && (defined(__GNUC__) || defined(__clang__))
+    static const bool v = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512vnni") != 0;
+    }();
+    return v;
+#else
+    return false;
+#endif
+}
 
 /// The best architecture this CPU supports (asked once per process).
 [[nodiscard]] inline Arch best_arch() noexcept {

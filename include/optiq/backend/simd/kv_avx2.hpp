@@ -187,9 +187,11 @@ template <std::size_t C, class Dec>
 OPTIQ_TARGET_AVX2 inline void decode_chunks(const Dec& dec, const std::uint8_t* rec, const float* side,
                                             std::size_t c0, __m256* y) noexcept {
     if constexpr (Dec::S == 1) {
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; ++u) y[u] = dec(rec, side, c0 + u);
     } else {
         static_assert(C % Dec::S == 0);
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; u += Dec::S) dec.block(rec, side, (c0 + u) / Dec::S, y + u);
     }
 }
@@ -251,6 +253,7 @@ OPTIQ_TARGET_AVX2 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
     // Split decoders: the queries in the decoder's coordinate order (once per call).
     [[maybe_unused]] alignas(32) float qs[S > 1 ? N * max_split_dim : 1];
     const float* q[N];
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k) {
         if constexpr (S > 1) {
             permute_split(a.q[k], qs + k * max_split_dim, 8 * a.chunks, S, 8, false);
@@ -266,13 +269,16 @@ OPTIQ_TARGET_AVX2 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
         for (std::size_t c = 0; c < a.chunks; c += S) {
             __m256 y[S];
             decode_chunks<S>(dec, rec, side, c, y);
+            OPTIQ_UNROLL
             for (std::size_t u = 0; u < S; ++u)
+                OPTIQ_UNROLL
                 for (std::size_t k = 0; k < N; ++k)
                     acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(q[k] + 8 * (c + u)), y[u], acc[k]);
         }
         alignas(16) float s[4];
         _mm_store_ps(s, reduce4(acc[0], acc[1], acc[2], acc[3]));
         const float f = a.ts->at(j);
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             float* o = a.out + k * a.os + j;
             *o = a.add ? *o + f * s[k] : f * s[k];
@@ -310,19 +316,25 @@ OPTIQ_TARGET_AVX2 void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_t 
                                  float (*wt)[axpy_tile]) noexcept {
     const Records& r = *a.r;
     __m256 acc[N][C];
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k)
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; ++u) acc[k][u] = _mm256_loadu_ps(a.acc + k * a.as + 8 * (c0 + u));
     for (std::size_t j = j0; j < j1; ++j) {
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         __m256 y[C];
         decode_chunks<C>(dec, rec, side, c0, y);
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             const __m256 w = _mm256_set1_ps(wt[k][j - j0]);
+            OPTIQ_UNROLL
             for (std::size_t u = 0; u < C; ++u) acc[k][u] = _mm256_fmadd_ps(w, y[u], acc[k][u]);
         }
     }
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k)
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; ++u) _mm256_storeu_ps(a.acc + k * a.as + 8 * (c0 + u), acc[k][u]);
 }
 
@@ -334,6 +346,7 @@ OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
     [[maybe_unused]] alignas(32) float acc_split[S > 1 ? N * max_split_dim : 1];
     AxpyArgs a = a_in;
     if constexpr (S > 1) {
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k)
             permute_split(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 8 * a.chunks, S, 8, false);
         a.acc = acc_split;
@@ -344,6 +357,7 @@ OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
         const std::size_t j1 = j0 + axpy_tile < a.r->count ? j0 + axpy_tile : a.r->count;
         for (std::size_t j = j0; j < j1; ++j) {
             const float f = a.ts->at(j);
+            OPTIQ_UNROLL
             for (std::size_t k = 0; k < N; ++k) wt[k][j - j0] = a.w[k * a.ws + j] * f;
         }
         std::size_t c0 = 0;
@@ -351,6 +365,7 @@ OPTIQ_TARGET_AVX2 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
         for (; c0 < a.chunks; c0 += S) axpy_pass<N, S>(dec, a, j0, j1, c0, wt);
     }
     if constexpr (S > 1) {
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k)
             permute_split(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 8 * a.chunks, S, 8, true);
     }

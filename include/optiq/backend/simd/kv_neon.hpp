@@ -242,9 +242,11 @@ void dot_n(const Dec& dec, const DotArgs& a) noexcept {
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         float32x4_t acc[N][2];
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) acc[k][0] = acc[k][1] = vdupq_n_f32(0.0f);
         for (std::size_t c = 0; c < a.chunks; ++c) {
             const F4 y = dec(rec, side, c);
+            OPTIQ_UNROLL
             for (std::size_t k = 0; k < N; ++k) {
                 const float* q = a.q[k] + 16 * c;
                 acc[k][0] = vfmaq_f32(acc[k][0], vld1q_f32(q), y.v[0]);
@@ -254,6 +256,7 @@ void dot_n(const Dec& dec, const DotArgs& a) noexcept {
             }
         }
         const float f = a.ts->at(j);
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             const float s = vaddvq_f32(vaddq_f32(acc[k][0], acc[k][1]));
             float* o = a.out + k * a.os + j;
@@ -293,17 +296,20 @@ void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_t j0, std::size_t j1
                float (*wt)[axpy_tile]) noexcept {
     const Records& r = *a.r;
     float32x4_t acc[N][4];
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k)
         for (std::size_t u = 0; u < 4; ++u) acc[k][u] = vld1q_f32(a.acc + k * a.as + 16 * c + 4 * u);
     for (std::size_t j = j0; j < j1; ++j) {
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         const F4 y = dec(rec, side, c);
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             const float32x4_t w = vdupq_n_f32(wt[k][j - j0]);
             for (std::size_t u = 0; u < 4; ++u) acc[k][u] = vfmaq_f32(acc[k][u], w, y.v[u]);
         }
     }
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k)
         for (std::size_t u = 0; u < 4; ++u) vst1q_f32(a.acc + k * a.as + 16 * c + 4 * u, acc[k][u]);
 }
@@ -315,6 +321,7 @@ void axpy_n(const Dec& dec, const AxpyArgs& a) noexcept {
         const std::size_t j1 = j0 + axpy_tile < a.r->count ? j0 + axpy_tile : a.r->count;
         for (std::size_t j = j0; j < j1; ++j) {
             const float f = a.ts->at(j);
+            OPTIQ_UNROLL
             for (std::size_t k = 0; k < N; ++k) wt[k][j - j0] = a.w[k * a.ws + j] * f;
         }
         for (std::size_t c = 0; c < a.chunks; ++c) axpy_pass<N>(dec, a, j0, j1, c, wt);

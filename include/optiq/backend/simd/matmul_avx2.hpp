@@ -87,6 +87,7 @@ template <int T, class L, int A = 4>
 OPTIQ_TARGET_AVX2 void dense_rows(const typename L::E* wm, std::size_t in, const Input& x, const Output& y,
                                     std::size_t r0, std::size_t r1, std::size_t t0) noexcept {
     const float* xs[T];
+    OPTIQ_UNROLL
     for (int t = 0; t < T; ++t) xs[t] = x.x + (t0 + static_cast<std::size_t>(t)) * x.in;
     constexpr std::size_t W = 8, step = W * A;
     const std::size_t tail = in % W;
@@ -94,25 +95,33 @@ OPTIQ_TARGET_AVX2 void dense_rows(const typename L::E* wm, std::size_t in, const
     for (std::size_t r = r0; r < r1; ++r) {
         const typename L::E* w = wm + r * in;
         __m256 acc[T][A];
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t)
+            OPTIQ_UNROLL
             for (int a = 0; a < A; ++a) acc[t][a] = _mm256_setzero_ps();
         std::size_t i = 0;
         for (; i + step <= in; i += step)
+            OPTIQ_UNROLL
             for (int a = 0; a < A; ++a) {
                 const __m256 wv = L::full(w + i + a * W);
+                OPTIQ_UNROLL
                 for (int t = 0; t < T; ++t) acc[t][a] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[t] + i + a * W), acc[t][a]);
             }
         for (; i + W <= in; i += W) {
             const __m256 wv = L::full(w + i);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[t] + i), acc[t][0]);
         }
         if (tail != 0) {
             const __m256 wv = L::part(w + i, tail, m);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t][A - 1] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(xs[t] + i, m), acc[t][A - 1]);
         }
         const float b = y.bias ? y.bias[r] : 0.0f;
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t) {
             __m256 s = acc[t][0];
+            OPTIQ_UNROLL
             for (int a = 1; a < A; ++a) s = _mm256_add_ps(s, acc[t][a]);
             y.y[(t0 + static_cast<std::size_t>(t)) * y.ld + r] = hsum(s) + b;
         }
@@ -173,6 +182,7 @@ OPTIQ_TARGET_AVX2 void affine_rows(const U& unpack, const AffineWeights& w, cons
     std::vector<std::uint8_t> padded;
     const float* xs[T];
     const float* xsum[T];
+    OPTIQ_UNROLL
     for (int t = 0; t < T; ++t) {
         xs[t] = x.x + (t0 + static_cast<std::size_t>(t)) * x.in;
         xsum[t] = x.xsum + (t0 + static_cast<std::size_t>(t)) * gpr;
@@ -191,17 +201,20 @@ OPTIQ_TARGET_AVX2 void affine_rows(const U& unpack, const AffineWeights& w, cons
         const float* sc = w.scales + r * gpr;
         const float* bi = w.biases + r * gpr;
         __m256 acc[T];
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
         for (std::size_t k = 0; k < gpr; ++k) {
             const std::uint8_t* p = row + k * group_bytes;
             const std::size_t xo = k * g;
             __m256 g0[T], g1[T];
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) g0[t] = g1[t] = _mm256_setzero_ps();
             if constexpr (U::vectors == 2) {
                 for (std::size_t c = 0; c < chunks; ++c) {
                     __m256 q[2];
                     unpack(p + c * chunk_bytes, q);
                     const std::size_t o = xo + c * 16;
+                    OPTIQ_UNROLL
                     for (int t = 0; t < T; ++t) {
                         g0[t] = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xs[t] + o), g0[t]);
                         g1[t] = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xs[t] + o + 8), g1[t]);
@@ -214,6 +227,7 @@ OPTIQ_TARGET_AVX2 void affine_rows(const U& unpack, const AffineWeights& w, cons
                     unpack(p + c * chunk_bytes, q0);
                     unpack(p + (c + 1) * chunk_bytes, q1);
                     const std::size_t o = xo + c * 8;
+                    OPTIQ_UNROLL
                     for (int t = 0; t < T; ++t) {
                         g0[t] = _mm256_fmadd_ps(q0[0], _mm256_loadu_ps(xs[t] + o), g0[t]);
                         g1[t] = _mm256_fmadd_ps(q1[0], _mm256_loadu_ps(xs[t] + o + 8), g1[t]);
@@ -222,22 +236,27 @@ OPTIQ_TARGET_AVX2 void affine_rows(const U& unpack, const AffineWeights& w, cons
                 if (c < chunks) {
                     __m256 q0[1];
                     unpack(p + c * chunk_bytes, q0);
+                    OPTIQ_UNROLL
                     for (int t = 0; t < T; ++t) g0[t] = _mm256_fmadd_ps(q0[0], _mm256_loadu_ps(xs[t] + xo + c * 8), g0[t]);
                 }
             }
             const __m256 s = _mm256_set1_ps(sc[k]);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(s, _mm256_add_ps(g0[t], g1[t]), acc[t]);
         }
         std::size_t k = 0;
         for (; k + 8 <= gpr; k += 8) {
             const __m256 b = _mm256_loadu_ps(bi + k);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xsum[t] + k), acc[t]);
         }
         if (btail != 0) {
             const __m256 b = _mm256_maskload_ps(bi + k, bm);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(b, _mm256_maskload_ps(xsum[t] + k, bm), acc[t]);
         }
         const float lb = y.bias ? y.bias[r] : 0.0f;
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t) y.y[(t0 + static_cast<std::size_t>(t)) * y.ld + r] = hsum(acc[t]) + lb;
     }
 }

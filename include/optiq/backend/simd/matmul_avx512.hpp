@@ -93,6 +93,7 @@ template <int T, class L, int A = 4>
 OPTIQ_TARGET_AVX512 void dense_rows(const typename L::E* wm, std::size_t in, const Input& x, const Output& y,
                                     std::size_t r0, std::size_t r1, std::size_t t0) noexcept {
     const float* xs[T];
+    OPTIQ_UNROLL
     for (int t = 0; t < T; ++t) xs[t] = x.x + (t0 + static_cast<std::size_t>(t)) * x.in;
     constexpr std::size_t W = 16, step = W * A;
     const std::size_t tail = in % W;
@@ -100,25 +101,33 @@ OPTIQ_TARGET_AVX512 void dense_rows(const typename L::E* wm, std::size_t in, con
     for (std::size_t r = r0; r < r1; ++r) {
         const typename L::E* w = wm + r * in;
         __m512 acc[T][A];
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t)
+            OPTIQ_UNROLL
             for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
         std::size_t i = 0;
         for (; i + step <= in; i += step)
+            OPTIQ_UNROLL
             for (int a = 0; a < A; ++a) {
                 const __m512 wv = L::full(w + i + a * W);
+                OPTIQ_UNROLL
                 for (int t = 0; t < T; ++t) acc[t][a] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xs[t] + i + a * W), acc[t][a]);
             }
         for (; i + W <= in; i += W) {
             const __m512 wv = L::full(w + i);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xs[t] + i), acc[t][0]);
         }
         if (tail != 0) {
             const __m512 wv = L::part(w + i, m);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t][A - 1] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, xs[t] + i), acc[t][A - 1]);
         }
         const float b = y.bias ? y.bias[r] : 0.0f;
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t) {
             __m512 s = acc[t][0];
+            OPTIQ_UNROLL
             for (int a = 1; a < A; ++a) s = _mm512_add_ps(s, acc[t][a]);
             y.y[(t0 + static_cast<std::size_t>(t)) * y.ld + r] = hsum(s) + b;
         }
@@ -187,6 +196,7 @@ OPTIQ_TARGET_AVX512 void affine_rows(const U& unpack, const AffineWeights& w, co
     std::vector<std::uint8_t> padded;  // a last row that U would read past the matrix's end
     const float* xs[T];
     const float* xsum[T];
+    OPTIQ_UNROLL
     for (int t = 0; t < T; ++t) {
         xs[t] = x.x + (t0 + static_cast<std::size_t>(t)) * x.in;
         xsum[t] = x.xsum + (t0 + static_cast<std::size_t>(t)) * gpr;
@@ -205,17 +215,20 @@ OPTIQ_TARGET_AVX512 void affine_rows(const U& unpack, const AffineWeights& w, co
         const float* sc = w.scales + r * gpr;
         const float* bi = w.biases + r * gpr;
         __m512 acc[T];
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
         for (std::size_t k = 0; k < gpr; ++k) {
             const std::uint8_t* p = row + k * group_bytes;
             const std::size_t xo = k * g;
             __m512 g0[T], g1[T];
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) g0[t] = g1[t] = _mm512_setzero_ps();
             if constexpr (U::vectors == 2) {
                 for (std::size_t c = 0; c < chunks; ++c) {
                     __m512 q[2];
                     unpack(p + c * chunk_bytes, q);
                     const std::size_t o = xo + c * 32;
+                    OPTIQ_UNROLL
                     for (int t = 0; t < T; ++t) {
                         g0[t] = _mm512_fmadd_ps(q[0], _mm512_loadu_ps(xs[t] + o), g0[t]);
                         g1[t] = _mm512_fmadd_ps(q[1], _mm512_loadu_ps(xs[t] + o + 16), g1[t]);
@@ -228,6 +241,7 @@ OPTIQ_TARGET_AVX512 void affine_rows(const U& unpack, const AffineWeights& w, co
                     unpack(p + c * chunk_bytes, q0);
                     unpack(p + (c + 1) * chunk_bytes, q1);
                     const std::size_t o = xo + c * 16;
+                    OPTIQ_UNROLL
                     for (int t = 0; t < T; ++t) {
                         g0[t] = _mm512_fmadd_ps(q0[0], _mm512_loadu_ps(xs[t] + o), g0[t]);
                         g1[t] = _mm512_fmadd_ps(q1[0], _mm512_loadu_ps(xs[t] + o + 16), g1[t]);
@@ -236,23 +250,28 @@ OPTIQ_TARGET_AVX512 void affine_rows(const U& unpack, const AffineWeights& w, co
                 if (c < chunks) {
                     __m512 q0[1];
                     unpack(p + c * chunk_bytes, q0);
+                    OPTIQ_UNROLL
                     for (int t = 0; t < T; ++t) g0[t] = _mm512_fmadd_ps(q0[0], _mm512_loadu_ps(xs[t] + xo + c * 16), g0[t]);
                 }
             }
             const __m512 s = _mm512_set1_ps(sc[k]);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(s, _mm512_add_ps(g0[t], g1[t]), acc[t]);
         }
         // Σ_k bias_k · Σx_k, sixteen groups per FMA.
         std::size_t k = 0;
         for (; k + 16 <= gpr; k += 16) {
             const __m512 b = _mm512_loadu_ps(bi + k);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(b, _mm512_loadu_ps(xsum[t] + k), acc[t]);
         }
         if (btail != 0) {
             const __m512 b = _mm512_maskz_loadu_ps(bm, bi + k);
+            OPTIQ_UNROLL
             for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(b, _mm512_maskz_loadu_ps(bm, xsum[t] + k), acc[t]);
         }
         const float lb = y.bias ? y.bias[r] : 0.0f;
+        OPTIQ_UNROLL
         for (int t = 0; t < T; ++t) y.y[(t0 + static_cast<std::size_t>(t)) * y.ld + r] = hsum(acc[t]) + lb;
     }
 }
