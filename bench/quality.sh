@@ -92,6 +92,8 @@ kv() {
         uniform_kv "$cfg" "$1" "$2" "${3:-64}"
         emit "$name" "KV $1 $2-bit${3:+ g$3}" "$2" --model "$smol" --kv-config "$cfg" --kl
     done
+    # The same 4-bit TurboQuant cache attending with int8 arithmetic (AVX-512 VNNI; elsewhere it is the row above).
+    emit "$name" "KV tq_mse 4-bit +int8" 4 --model "$smol" --kv-config "$out/kv-tq_mse-4-g64.json" --kl --kv-int8
     for method in affine tq_mse; do
         d=$out/kv-$method-4.5
         [ -f "$d/kv_config.json" ] || "$kvcache" "$smol" --target-bits 4.5 --candidate-bits 4,8 --method "$method" \

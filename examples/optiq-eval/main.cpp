@@ -47,11 +47,13 @@ int main(int argc, char** argv) {
     CLI::App app{"optiq-eval: perplexity and KL against a reference model"};
     std::string ref_path, tokenizer_path, quantized, kv_config, text_path;
     std::size_t ctx = 512, chunks = 0, threads = 2;
-    bool json = false, force_kl = false, keep_quantized = false, quiet = false;
+    bool json = false, force_kl = false, keep_quantized = false, quiet = false, kv_int8 = false;
     app.add_option("--model", ref_path, "reference model: directory, .gguf or llama2.c .bin")->required();
     app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, llama2.c tokenizer.bin or a .gguf");
     app.add_option("--quantized", quantized, "model to evaluate against --model (e.g. an optiq-convert output)");
     app.add_option("--kv-config", kv_config, "kv_config.json for the evaluated model's caches");
+    app.add_flag("--kv-int8", kv_int8,
+                 "4-bit tq_mse layers of --kv-config: int8 attention arithmetic (AVX-512 VNNI; approximate, opt-in)");
     app.add_option("--text", text_path, "evaluation text (held out: not the calibration text)")->required();
     app.add_option("--ctx", ctx, "chunk length")->check(CLI::Range(4, 1 << 20));
     app.add_option("--chunks", chunks, "chunks to score (0: all)");
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
         lo.gguf_keep_quantized = keep_quantized;
         optiq::model::LoadOptions eval_lo = lo;
         if (!kv_config.empty())
-            eval_lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config));
+            eval_lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config),
+                                                                   optiq::kv::KVCacheOptions<>{.int8_attention = kv_int8});
         const std::string eval_path = quantized.empty() ? ref_path : quantized;
         auto m = optiq::model::load(eval_path, eval_lo);
         std::optional<optiq::model::Transformer> ref;

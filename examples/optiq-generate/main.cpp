@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     CLI::App app{"optiq-generate: generate text or measure perplexity with optiq's model runtime"};
     std::string model_path, tokenizer_path, prompt, prompt_ids, system, kv_config, ppl_file;
     std::vector<std::string> stops;
-    bool chat = false, raw_ids = false, keep_quantized = false;
+    bool chat = false, raw_ids = false, keep_quantized = false, kv_int8 = false;
     std::size_t max_tokens = 128, threads = 2, ctx = 512, chunks = 0;
     optiq::model::SamplingOptions s;
     s.temperature = 0.0f;
@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
     app.add_flag("--keep-quantized", keep_quantized, "GGUF Q4_0/Q4_1/Q8_0 weights stay 4/8-bit (MLX affine) instead of f32");
     app.add_option("--kv-config", kv_config, "kv_config.json for per-layer KV cache quantization");
+    app.add_flag("--kv-int8", kv_int8,
+                 "4-bit tq_mse layers of --kv-config: int8 attention arithmetic (AVX-512 VNNI; approximate, opt-in)");
     app.add_option("--perplexity", ppl_file, "text file: print perplexity (llama.cpp protocol) instead of generating");
     app.add_option("--ctx", ctx, "perplexity chunk length")->check(CLI::Range(4, 1 << 20));
     app.add_option("--chunks", chunks, "perplexity chunks (0: all)");
@@ -87,7 +89,9 @@ int main(int argc, char** argv) {
         optiq::model::LoadOptions lo;
         lo.transformer.threads = threads;
         lo.gguf_keep_quantized = keep_quantized;
-        if (!kv_config.empty()) lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config));
+        if (!kv_config.empty())
+            lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config),
+                                                              optiq::kv::KVCacheOptions<>{.int8_attention = kv_int8});
         auto m = optiq::model::load(model_path, lo);
         const auto tok = optiq::tokenizer::load_tokenizer(model_path, tokenizer_path);
         std::fprintf(stderr, "loaded %s (%s, %zu layers, dim %zu, vocab %zu) in %.2f s\n", model_path.c_str(),

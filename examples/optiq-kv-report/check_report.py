@@ -5,6 +5,8 @@
     (codes + an f16 norm each), compression_vs_f16 = 4d / bytes_per_token;
   * f16 reproduces full-precision attention (error < 0.005, top-1 agreement 1, needle found);
   * TurboQuant-MSE error falls with bits (2 > 3 > 4) and 4 bits finds the needle;
+  * tq_mse:4+int8 (int8 attention arithmetic) stores the same bytes as tq_mse:4, finds the needle and
+    adds under 10% to its attention error;
   * an unknown method fails with a message naming it.
 """
 import json
@@ -15,7 +17,7 @@ exe = sys.argv[1]
 KEYS = {"method", "dim", "bytes_per_token", "compression_vs_f16", "attn_rel_error", "top1_agreement",
         "score_rel_rmse", "needle_rate", "needle_tokens", "decode_us", "decode_context"}
 failures = []
-methods = ["f16", "tq_mse:2", "tq_mse:3", "tq_mse:4", "kivi:2", "affine:4"]
+methods = ["f16", "tq_mse:2", "tq_mse:3", "tq_mse:4", "tq_mse:4+int8", "kivi:2", "affine:4"]
 d = 64
 out = subprocess.run([exe, "--dim", str(d), "--tokens", "512", "--queries", "16", "--needle-tokens", "4096",
                       "--needle-trials", "2", "--needle-margin", "2", "--no-timing", "--methods", ",".join(methods),
@@ -50,6 +52,11 @@ if not (e[0] > e[1] > e[2]):
     failures.append(f"tq_mse attention error does not fall with bits: {e}")
 if by["tq_mse:4"]["needle_rate"] != 1.0:
     failures.append(f"tq_mse:4 lost the needle: {by['tq_mse:4']['needle_rate']}")
+i8, e4 = by["tq_mse:4+int8"], by["tq_mse:4"]
+if i8["bytes_per_token"] != e4["bytes_per_token"] or i8["needle_rate"] != 1.0:
+    failures.append(f"tq_mse:4+int8: {i8}")
+if not i8["attn_rel_error"] < 1.1 * e4["attn_rel_error"]:
+    failures.append(f"tq_mse:4+int8 error {i8['attn_rel_error']} vs tq_mse:4 {e4['attn_rel_error']}")
 
 bad = subprocess.run([exe, "--methods", "nope:3", "--no-timing", "--json"], capture_output=True, text=True, timeout=60)
 if bad.returncode == 0 or "nope" not in bad.stderr:

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -86,11 +87,13 @@ int main(int argc, char** argv) {
                         static_cast<double>(opts.outlier_scale_max), static_cast<double>(opts.outlier_offset),
                         static_cast<double>(opts.logit_std), needle_tokens, needle_trials, margin, context, shape.q_heads, shape.kv_heads,
                         static_cast<unsigned long long>(seed));
-            std::printf("| %-10s | %9s | %8s | %10s | %8s | %10s | %8s | %10s |\n", "method", "B/token", "vs f16",
+            int w = 10;  // the method column fits the longest label ("tq_mse:4+int8")
+            for (const auto& r : rows) w = std::max(w, static_cast<int>(r.q.method.size()));
+            std::printf("| %-*s | %9s | %8s | %10s | %8s | %10s | %8s | %10s |\n", w, "method", "B/token", "vs f16",
                         "attn err", "top-1", "score err", "needle", "decode us");
-            std::printf("|%s|\n", std::string(98, '-').c_str());
+            std::printf("|%s|\n", std::string(static_cast<std::size_t>(88 + w), '-').c_str());
             for (const auto& r : rows)
-                std::printf("| %-10s | %9.1f | %7.2fx | %10.5f | %8.3f | %10.5f | %8.3f | %10.1f |\n",
+                std::printf("| %-*s | %9.1f | %7.2fx | %10.5f | %8.3f | %10.5f | %8.3f | %10.1f |\n", w,
                             r.q.method.c_str(), r.q.bytes_per_token, r.q.compression_vs_f16, r.q.attn_rel_error,
                             r.q.top1_agreement, r.q.score_rel_rmse, r.needle, r.decode_us);
         }

@@ -41,10 +41,12 @@ using namespace std::chrono_literals;
 namespace {
 
 // Quantized caches use the paged layout: many sequences of unknown length share one page pool.
-optiq::model::CacheFactory paged_cache_factory(std::function<optiq::kv::KVLayerConfig(int layer)> entry_of) {
-    return [entry_of = std::move(entry_of)](std::size_t layer, const optiq::kv::AttentionShape& s, std::size_t sequences) {
+optiq::model::CacheFactory paged_cache_factory(std::function<optiq::kv::KVLayerConfig(int layer)> entry_of, bool int8) {
+    return [entry_of = std::move(entry_of), int8](std::size_t layer, const optiq::kv::AttentionShape& s,
+                                                  std::size_t sequences) {
         optiq::kv::KVCacheOptions<optiq::kv::PagedLayout> o;
         o.batch = sequences;
+        o.int8_attention = int8;
         return optiq::kv::make_kv_cache<optiq::kv::PagedLayout>(entry_of(static_cast<int>(layer)), s, o);
     };
 }
@@ -71,12 +73,14 @@ int main(int argc, char** argv) {
     int port = 8080, kv_bits = -1;
     std::size_t kv_group = 64, max_concurrent = 4, max_queue = 0, threads = 2, ctx = 0, default_max_tokens = 0;
     std::uint64_t seed = 0;
+    bool kv_int8 = false;
     app.add_option("--model", model_path, "model directory, .gguf or llama2.c .bin")->required();
     app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, llama2.c tokenizer.bin or a .gguf");
     auto* kvc = app.add_option("--kv-config", kv_config, "kv_config.json: per-layer KV cache quantization");
     app.add_option("--kv-bits", kv_bits, "KV cache bits for every layer (0: f16)")->check(CLI::Range(0, 8))->excludes(kvc);
     app.add_option("--kv-method", kv_method, "KV quantizer with --kv-bits (affine, tq_mse, tq_prod, rvq, polar, qjl, kivi)");
     app.add_option("--kv-group-size", kv_group, "group size of --kv-bits affine / kivi")->check(CLI::Range(1, 1 << 20));
+    app.add_flag("--kv-int8", kv_int8, "4-bit tq_mse KV layers: int8 attention arithmetic (AVX-512 VNNI; approximate, opt-in)");
     app.add_option("--host", host, "address to listen on");
     app.add_option("--port", port, "port (0: any free port)")->check(CLI::Range(0, 65535));
     app.add_option("--max-concurrent", max_concurrent, "sequences decoded together")->check(CLI::Range(1, 1024));
@@ -112,7 +116,7 @@ int main(int argc, char** argv) {
                 optiq::kv::KVLayerConfig full;
                 full.layer_idx = layer;
                 return e ? *e : full;
-            });
+            }, kv_int8);
         } else if (kv_bits >= 0) {
             lo.caches = paged_cache_factory([=](int layer) {
                 optiq::kv::KVLayerConfig e;
@@ -121,7 +125,7 @@ int main(int argc, char** argv) {
                 e.group_size = kv_group;
                 e.method = kv_method;
                 return e;
-            });
+            }, kv_int8);
         }
         auto m = optiq::model::load(model_path, lo);
         const auto tok = optiq::tokenizer::load_tokenizer(model_path, tokenizer_path);

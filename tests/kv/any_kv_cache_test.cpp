@@ -80,6 +80,43 @@ TEST(AnyKVCache, SameNumbersAsTheTypedCache) {
     EXPECT_EQ(any.size(), 0u);
 }
 
+// KVCacheOptions::int8_attention: 4-bit tq_mse layers score and sum values in int8 where the CPU
+// has AVX-512 VNNI (backend/simd/kv_int8.hpp), within a few percent of exact; other widths are
+// unchanged, the records are the same, and attend_reference stays the exact ground truth.
+TEST(AnyKVCache, Int8AttentionOption) {
+    KVLayerConfig layer;
+    layer.layer_idx = 1;
+    layer.bits = 4;
+    layer.method = "tq_mse";
+    const AttentionShape shape{kHq, kHkv, kDim};
+    auto exact = make_kv_cache(layer, shape);
+    auto fast = make_kv_cache(layer, shape, KVCacheOptions<>{.int8_attention = true});
+    EXPECT_NE(fast.name().find("k=tq_mse:4+int8,v=tq_mse:4+int8"), std::string::npos) << fast.name();
+    KVLayerConfig three = layer;
+    three.bits = 3;
+    EXPECT_EQ(make_kv_cache(three, shape, KVCacheOptions<>{.int8_attention = true}).name(),
+              make_kv_cache(three, shape).name());
+    const auto k = gaussian(300 * kTok, 17), v = gaussian(300 * kTok, 18), q = gaussian(kHq * kDim, 19);
+    exact.append(k, v);
+    fast.append(k, v);
+    EXPECT_EQ(fast.memory_bytes(), exact.memory_bytes());
+    std::vector<float> a(q.size()), b(q.size()), c(q.size()), d(q.size());
+    exact.attend(q, a);
+    fast.attend(q, b);
+    EXPECT_LT(test::max_abs_diff(a, b), 0.03f * test::max_abs(a));
+#if defined(OPTIQ_SIMD_X86)
+    if (backend::arch::best_arch() == backend::arch::Arch::avx512 && backend::arch::has_avx512_vnni())
+        EXPECT_GT(test::max_abs_diff(a, b), 0.0f);  // the int8 kernels ran
+    else
+        EXPECT_EQ(a, b);
+#else
+    EXPECT_EQ(a, b);  // no int8 kernels: exact
+#endif
+    fast.attend_reference(q, c);
+    exact.attend_reference(q, d);
+    EXPECT_EQ(c, d);
+}
+
 TEST(AnyKVCache, KiviKeysAndValues) {
     const auto cfg = parse_kv_config(R"([{"layer_idx": 2, "bits": 2, "group_size": 32, "method": "kivi"}])");
     const AttentionShape shape{kHq, kHkv, kDim};

@@ -155,6 +155,62 @@ TEST(KVKernels, ScalarKernelsDecodeTheStream) {
     });
 }
 
+// Int8 attention (kv_int8.hpp): the VNNI kernels compute the int8 rule (the same integers and
+// final float operations as its scalar definition), for d with and without a half chunk, runs
+// over several weight tiles and a tile with a negative weight (accumulated exactly), records at a
+// word offset; the rule stays within a few percent of exact arithmetic; and tags without an int8
+// kernel ignore the flag.
+TEST(KVKernels, Int8KernelsComputeTheInt8Rule) {
+    int checked = 0;
+    for (const std::size_t d : {std::size_t{64}, std::size_t{128}, std::size_t{192}, std::size_t{512}}) {
+        for (const std::size_t count : {std::size_t{3}, std::size_t{37}, std::size_t{130}}) {
+            VectorCoding c{Coding::codebook, 4, d, 1, 0, 0, nullptr};
+            Fixture f(c, count, 7000 + d + count);
+            c.table = f.table.data();
+            for (std::size_t j = 0; j < count; ++j) f.side[j * f.side_stride] = std::fabs(f.side[j * f.side_stride]);
+            if (count == 130) f.w[70] = -0.5f;  // state 0, second tile: exact
+            const Records r = f.records();
+            const float* q[4] = {f.q.data(), f.q.data() + d, f.q.data() + 2 * d, f.q.data() + 3 * d};
+            const TokenScale ts{f.side.data(), nullptr, f.side_stride, 1.0f};
+            VectorCoding ci = c;
+            ci.int8 = true;
+            ASSERT_TRUE(int8_coding(ci));
+            for (std::size_t n = 1; n <= max_states; ++n) {
+                SCOPED_TRACE("d " + std::to_string(d) + " count " + std::to_string(count) + " states " +
+                             std::to_string(n));
+                std::vector<float> exact(n * count), rule(n * count), acc_exact(n * d, 0.25f), acc_rule(n * d, 0.25f);
+                dot_run(arch::scalar{}, c, r, ts, q, n, exact.data(), count, false);
+                dot_run_int8_reference(ci, r, ts, q, n, rule.data(), count, false);
+                axpy_run(arch::scalar{}, c, r, ts, f.w.data(), count, n, acc_exact.data(), d);
+                axpy_run_int8_reference(ci, r, ts, f.w.data(), count, n, acc_rule.data(), d);
+                const float ms = optiq::kv::test::max_abs(exact), ma = optiq::kv::test::max_abs(acc_exact);
+                EXPECT_GT(optiq::kv::test::max_abs_diff(rule, exact), 0.0f);  // it is not the exact path
+                if (count >= 37) {  // enough tokens for the largest score to be a fair scale
+                    EXPECT_LT(optiq::kv::test::max_abs_diff(rule, exact), 0.03f * ms);
+                    EXPECT_LT(optiq::kv::test::max_abs_diff(acc_rule, acc_exact), 0.03f * ma);
+                }
+                // The scalar and AVX2 tags ignore the flag.
+                std::vector<float> plain(n * count);
+                dot_run(arch::scalar{}, ci, r, ts, q, n, plain.data(), count, false);
+                EXPECT_EQ(plain, exact);
+#if defined(OPTIQ_SIMD_X86)
+                if (arch::best_arch() != arch::Arch::avx512 || !arch::has_avx512_vnni()) continue;
+                std::vector<float> out(n * count, 0.5f), acc(n * d, 0.25f);
+                dot_run(arch::avx512{}, ci, r, ts, q, n, out.data(), count, false);
+                axpy_run(arch::avx512{}, ci, r, ts, f.w.data(), count, n, acc.data(), d);
+                EXPECT_LT(optiq::kv::test::max_abs_diff(out, rule), 1e-6f * ms);
+                EXPECT_LT(optiq::kv::test::max_abs_diff(acc, acc_rule), 1e-6f * ma);
+                std::vector<float> added = out;
+                dot_run(arch::avx512{}, ci, r, ts, q, n, added.data(), count, true);
+                for (std::size_t i = 0; i < added.size(); ++i) EXPECT_FLOAT_EQ(added[i], 2.0f * out[i]);
+                ++checked;
+#endif
+            }
+        }
+    }
+    if (checked == 0) std::printf("no AVX-512 VNNI on this CPU: the int8 rule was checked, its kernels were not\n");
+}
+
 TEST(KVKernels, SoftmaxMatchesTheReferenceOrder) {
     Rng rng(5);
     std::vector<float> row(1000);

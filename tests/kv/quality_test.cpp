@@ -73,6 +73,17 @@ TEST_F(KVQualityTest, MoreBitsHelpEveryMethod) {
 }
 
 // 1 needle among 32767 distractors, needle 2 score-std above the best of them (NeedleOptions).
+// Int8 attention arithmetic (tq_mse:4+int8; on CPUs without AVX-512 VNNI it is the exact path):
+// rounding queries, centroids and weights to 8 bits adds little to 4-bit TurboQuant's own error.
+TEST_F(KVQualityTest, Int8AttentionAddsLittleToFourBitError) {
+    const auto e = eval("tq_mse:4"), i8 = eval("tq_mse:4+int8");
+    EXPECT_EQ(i8.method, "tq_mse:4+int8");
+    EXPECT_EQ(i8.bytes_per_token, e.bytes_per_token);
+    EXPECT_LT(i8.attn_rel_error, 1.05 * e.attn_rel_error);
+    EXPECT_LT(i8.score_rel_rmse, 1.05 * e.score_rel_rmse);
+    EXPECT_GE(i8.top1_agreement, e.top1_agreement - 0.07);
+}
+
 TEST(KVNeedle, TurboQuantThreeAndFourBitsRetrieveAt32k) {
     NeedleOptions o;
     o.tokens = 32768;
@@ -80,6 +91,7 @@ TEST(KVNeedle, TurboQuantThreeAndFourBitsRetrieveAt32k) {
     o.margin = 2.0;
     EXPECT_EQ(needle_retrieval(parse_kv_method("tq_mse:4"), 128, o, 42), 1.0);
     EXPECT_EQ(needle_retrieval(parse_kv_method("tq_mse:3"), 128, o, 42), 1.0);
+    EXPECT_EQ(needle_retrieval(parse_kv_method("tq_mse:4+int8"), 128, o, 42), 1.0);
 }
 
 TEST(KVNeedle, OneBitMissesANarrowNeedle) {
@@ -98,6 +110,10 @@ TEST(KVMethodSpec, ParsesAndRejects) {
     EXPECT_EQ(parse_kv_method("qjl").bits, 1);
     EXPECT_EQ(parse_kv_method("polar").label(), "polar");
     EXPECT_EQ(parse_kv_method("kivi:2").label(), "kivi:2");
+    EXPECT_TRUE(parse_kv_method("tq_mse:4+int8").int8);
+    EXPECT_EQ(parse_kv_method("tq_mse:4+int8").label(), "tq_mse:4+int8");
+    EXPECT_THROW((void)parse_kv_method("tq_mse:3+int8"), config_error);
+    EXPECT_THROW((void)parse_kv_method("affine:4+int8"), config_error);
     EXPECT_THROW((void)parse_kv_method("tq_mse"), config_error);
     EXPECT_THROW((void)parse_kv_method("nope:3"), config_error);
     EXPECT_THROW((void)parse_kv_method("affine:x"), config_error);

@@ -137,6 +137,8 @@ struct KVCacheOptions {
     std::size_t batch = 1;
     std::size_t recent = 0;   ///< newest tokens kept in full precision
     std::uint64_t seed = 42;  ///< layer seed = seed + layer_idx
+    /// tq_mse layers at 4 bits: int8 attention arithmetic (backend/simd/kv_int8.hpp; opt-in, approximate).
+    bool int8_attention = false;
     typename L::options layout{};
 };
 
@@ -173,7 +175,12 @@ template <KVLayout L = ContiguousLayout>
             d, kb, vb, [&](int b, const char* w, bool) { return mlx_affine_codec(d, b, cfg.group_size, w); }, build);
     if (method == "tq_mse")
         return detail::with_codecs(
-            d, kb, vb, [&](int b, const char* w, bool key) { return turboquant_mse_codec(d, b, seed_of(key), w); },
+            d, kb, vb,
+            [&](int b, const char* w, bool key) {
+                auto c = turboquant_mse_codec(d, b, seed_of(key), w);
+                c.set_int8_attention(opts.int8_attention && b == 4);
+                return c;
+            },
             build);
     if (method == "tq_prod")
         return detail::with_codecs(

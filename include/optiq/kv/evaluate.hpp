@@ -10,7 +10,8 @@
 //
 // Quality (evaluate_quality): keys and values are encoded by a method's key and value codecs
 // (the records a KVCache would hold), scores come from the codes (codec.score, the path a
-// decode step uses), values are dequantized; per query:
+// decode step uses), values are dequantized (an int8 method, tq_mse:4+int8: scores from the
+// decode kernels and outputs from a KVCache's decode step, so the int8 arithmetic is measured); per query:
 //   attn_rel_error = ‖softmax(s̃/√d) Ṽ − softmax(s/√d) V‖ / ‖softmax(s/√d) V‖   (mean over queries)
 //   top1_agreement = fraction of queries whose highest-scoring key is the same as in full precision.
 // Needle (needle_retrieval): one needle key among n distractors drawn from the same law; the
@@ -30,12 +31,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "optiq/backend/simd/arch.hpp"
 #include "optiq/core/error.hpp"
 #include "optiq/core/rng.hpp"
 #include "optiq/kv/concepts.hpp"
@@ -125,18 +128,25 @@ namespace detail {
     return kv;
 }
 
-/// A method and its bits, parsed from "tq_mse:4", "kivi:2", "qjl", "polar", "f16".
+/// A method and its bits, parsed from "tq_mse:4", "kivi:2", "qjl", "polar", "f16";
+/// "tq_mse:4+int8" asks for int8 attention arithmetic (backend/simd/kv_int8.hpp).
 struct KVMethod {
     std::string method;
     int bits = 0;
+    bool int8 = false;
     [[nodiscard]] std::string label() const {
         if (method == "f16" || method == "f32" || method == "qjl" || (method == "polar" && bits == 0)) return method;
-        return method + ":" + std::to_string(bits);
+        return method + ":" + std::to_string(bits) + (int8 ? "+int8" : "");
     }
 };
 
-[[nodiscard]] inline KVMethod parse_kv_method(const std::string& s) {
+[[nodiscard]] inline KVMethod parse_kv_method(const std::string& spec) {
     KVMethod m;
+    std::string s = spec;
+    if (s.size() > 5 && s.ends_with("+int8")) {
+        m.int8 = true;
+        s.resize(s.size() - 5);
+    }
     const auto colon = s.find(':');
     m.method = s.substr(0, colon);
     if (colon != std::string::npos) {
@@ -152,13 +162,15 @@ struct KVMethod {
         optiq::detail::fail<config_error>("kv method \"", s, "\": unknown method \"", m.method, "\"");
     const bool needs_bits = m.method != "f16" && m.method != "f32" && m.method != "qjl" && m.method != "polar";
     if (needs_bits && m.bits == 0) optiq::detail::fail<config_error>("kv method \"", s, "\" needs bits (", m.method, ":b)");
+    if (m.int8 && (m.method != "tq_mse" || m.bits != 4))
+        optiq::detail::fail<config_error>("kv method \"", spec, "\": +int8 attention is available for tq_mse:4 only");
     return m;
 }
 
 /// The default sweep of optiq-kv-report and the quality tests.
 [[nodiscard]] inline std::vector<KVMethod> default_kv_methods() {
     std::vector<KVMethod> m;
-    for (const char* s : {"f16", "tq_mse:2", "tq_mse:3", "tq_mse:4", "tq_prod:3", "tq_prod:4", "rvq:4", "qjl", "polar",
+    for (const char* s : {"f16", "tq_mse:2", "tq_mse:3", "tq_mse:4", "tq_mse:4+int8", "tq_prod:3", "tq_prod:4", "rvq:4", "qjl", "polar",
                           "kivi:2", "kivi:4", "affine:4", "affine:8"})
         m.push_back(parse_kv_method(s));
     return m;
@@ -171,7 +183,13 @@ decltype(auto) with_kv_codecs(const KVMethod& m, std::size_t d, std::uint64_t la
     const std::uint64_t ks = detail::key_seed(layer_seed), vs = detail::value_seed(layer_seed);
     const int b = m.bits;
     if (m.method == "f32") return f(F32Codec(d), F32Codec(d));
-    if (m.method == "tq_mse") return f(turboquant_mse_codec(d, b, ks, "key"), turboquant_mse_codec(d, b, vs, "value"));
+    if (m.method == "tq_mse") {
+        auto kc = turboquant_mse_codec(d, b, ks, "key");
+        auto vc = turboquant_mse_codec(d, b, vs, "value");
+        kc.set_int8_attention(m.int8);
+        vc.set_int8_attention(m.int8);
+        return f(std::move(kc), std::move(vc));
+    }
     if (m.method == "tq_prod")
         return f(turboquant_prod_codec(d, b, ks, "key"), turboquant_prod_codec(d, b, vs, "value"));
     if (m.method == "rvq") {
@@ -238,6 +256,13 @@ public:
                 codec_->score_block(states, std::span<const std::uint32_t>(words_).subspan(t * w_, g * w_),
                                     std::span<const float>(side_).subspan(t * s_, g * s_), sc, out.data() + t, g);
         } else {
+            if constexpr (requires { codec_->int8_attention(); }) {
+                if (codec_->int8_attention()) {  // the decode kernels' scores (int8 where the CPU has them)
+                    const backend::kv::Records r{words_.data(), w_, side_.data(), s_, coded_};
+                    backend::arch::dispatch([&](auto tag) { codec_->score_run(tag, states, r, out.data(), 1); });
+                    return;
+                }
+            }
             for (std::size_t t = 0; t < coded_; ++t)
                 codec_->score(states, std::span<const std::uint32_t>(words_).subspan(t * w_, w_),
                               std::span<const float>(side_).subspan(t * s_, s_), sc, out.data() + t, 1);
@@ -316,13 +341,24 @@ namespace detail {
         EncodedKeys<std::decay_t<decltype(kc)>> keys(kc, kv.keys);
         const auto vhat = roundtrip_values(vc, kv.values);
         std::vector<float> approx(kv.tokens);
+        // Int8 attention: outputs from a KVCache's own decode step (int8 scores and value sums).
+        using KC = std::decay_t<decltype(kc)>;
+        using VC = std::decay_t<decltype(vc)>;
+        std::optional<KVCache<Policy<KC, VC>, ContiguousLayout>> cache;
+        if constexpr (requires { kc.int8_attention(); }) {
+            if (kc.int8_attention()) {
+                cache.emplace(Policy<KC, VC>(kc, vc, 0), AttentionShape{1, 1, d, 0.0f});
+                cache->append(kv.keys, kv.values);
+            }
+        }
         double err = 0.0, agree = 0.0, se = 0.0, ss = 0.0;
         for (std::size_t i = 0; i < kv.n_queries; ++i) {
             const std::span<const float> q(kv.queries.data() + i * d, d);
             const auto exact = detail::exact_scores(kv.keys, q);
             keys.scores(q, approx);
             const auto ref = detail::attention_output(exact, kv.values, d, scale);
-            const auto got = detail::attention_output(approx, vhat, d, scale);
+            auto got = detail::attention_output(approx, vhat, d, scale);
+            if (cache) cache->attend(q, got);
             double num = 0.0, den = 0.0;
             for (std::size_t c = 0; c < d; ++c) {
                 num += static_cast<double>(got[c] - ref[c]) * (got[c] - ref[c]);

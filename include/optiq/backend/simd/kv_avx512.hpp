@@ -20,6 +20,8 @@
 #include <limits>
 
 #include "optiq/backend/simd/arch.hpp"
+#include "optiq/backend/simd/kv_avx512_int8.hpp"
+#include "optiq/backend/simd/kv_int8.hpp"
 #include "optiq/backend/simd/kv_scalar.hpp"
 #include "optiq/backend/simd/kv_types.hpp"
 
@@ -201,6 +203,7 @@ struct SplitCodebook {
     OPTIQ_TARGET_AVX512 void block(const std::uint8_t* rec, const float*, std::size_t b, __m512* y) const noexcept {
         const __m512i x = widen16(rec + 16 * b);
         y[0] = _mm512_permutexvar_ps(x, t);
+        OPTIQ_UNROLL
         for (std::size_t s = 1; s < S; ++s)
             y[s] = _mm512_permutexvar_ps(_mm512_srli_epi32(x, static_cast<unsigned>(B * s)), t);
     }
@@ -230,6 +233,7 @@ struct SplitCodebook3 {
             _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32))), 1);
         const __m512i x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(lanes, raw), bytes);
         y[0] = _mm512_permutexvar_ps(x, t);
+        OPTIQ_UNROLL
         for (std::size_t s = 1; s < S; ++s)
             y[s] = _mm512_permutexvar_ps(_mm512_srli_epi32(x, static_cast<unsigned>(3 * s)), t);
     }
@@ -248,6 +252,7 @@ struct SplitAffine {
                                    __m512* y) const noexcept {
         const __m512i x = widen16(rec + 16 * b);
         const __m512i mask = _mm512_set1_epi32((1 << B) - 1);
+        OPTIQ_UNROLL
         for (std::size_t s = 0; s < S; ++s) {
             const __m512i v = s + 1 == S ? _mm512_srli_epi32(x, static_cast<unsigned>(B * s))
                                          : _mm512_and_si512(_mm512_srli_epi32(x, static_cast<unsigned>(B * s)), mask);
@@ -256,6 +261,7 @@ struct SplitAffine {
         if constexpr (Scaled) {
             const float* gs = side + side_offset + 2 * (b / group_blocks);
             const __m512 sc = _mm512_set1_ps(gs[0]), bi = _mm512_set1_ps(gs[1]);
+            OPTIQ_UNROLL
             for (std::size_t s = 0; s < S; ++s) y[s] = _mm512_fmadd_ps(y[s], sc, bi);
         }
     }
@@ -283,9 +289,11 @@ template <std::size_t C, class Dec>
 OPTIQ_TARGET_AVX512 inline void decode_chunks(const Dec& dec, const std::uint8_t* rec, const float* side,
                                               std::size_t c0, __m512* y) noexcept {
     if constexpr (Dec::S == 1) {
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; ++u) y[u] = dec(rec, side, c0 + u);
     } else {
         static_assert(C % Dec::S == 0);
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; u += Dec::S) dec.block(rec, side, (c0 + u) / Dec::S, y + u);
     }
 }
@@ -356,6 +364,7 @@ OPTIQ_TARGET_AVX512 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
     // Split decoders: the queries in the decoder's coordinate order (once per call).
     [[maybe_unused]] alignas(64) float qs[S > 1 ? N * max_split_dim : 1];
     const float* q[N];
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k) {
         if constexpr (S > 1) {
             permute_split(a.q[k], qs + k * max_split_dim, 16 * a.chunks, S, 16, false);
@@ -371,13 +380,16 @@ OPTIQ_TARGET_AVX512 void dot_n(const Dec& dec, const DotArgs& a) noexcept {
         for (std::size_t c = 0; c < a.chunks; c += S) {
             __m512 y[S];
             decode_chunks<S>(dec, rec, side, c, y);
+            OPTIQ_UNROLL
             for (std::size_t u = 0; u < S; ++u)
+                OPTIQ_UNROLL
                 for (std::size_t k = 0; k < N; ++k)
                     acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(q[k] + 16 * (c + u)), y[u], acc[k]);
         }
         alignas(16) float s[4];
         _mm_store_ps(s, reduce4(acc[0], acc[1], acc[2], acc[3]));
         const float f = a.ts->at(j);
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             float* o = a.out + k * a.os + j;
             *o = a.add ? *o + f * s[k] : f * s[k];
@@ -416,19 +428,25 @@ OPTIQ_TARGET_AVX512 void axpy_pass(const Dec& dec, const AxpyArgs& a, std::size_
                                    float (*wt)[axpy_tile]) noexcept {
     const Records& r = *a.r;
     __m512 acc[N][C];
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k)
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; ++u) acc[k][u] = _mm512_loadu_ps(a.acc + k * a.as + 16 * (c0 + u));
     for (std::size_t j = j0; j < j1; ++j) {
         const auto* rec = reinterpret_cast<const std::uint8_t*>(r.words + j * r.word_stride + a.word_offset);
         const float* side = r.side != nullptr ? r.side + j * r.side_stride : nullptr;
         __m512 y[C];
         decode_chunks<C>(dec, rec, side, c0, y);
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             const __m512 w = _mm512_set1_ps(wt[k][j - j0]);
+            OPTIQ_UNROLL
             for (std::size_t u = 0; u < C; ++u) acc[k][u] = _mm512_fmadd_ps(w, y[u], acc[k][u]);
         }
     }
+    OPTIQ_UNROLL
     for (std::size_t k = 0; k < N; ++k)
+        OPTIQ_UNROLL
         for (std::size_t u = 0; u < C; ++u) _mm512_storeu_ps(a.acc + k * a.as + 16 * (c0 + u), acc[k][u]);
 }
 
@@ -451,6 +469,7 @@ OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
     [[maybe_unused]] alignas(64) float acc_split[S > 1 ? N * max_split_dim : 1];
     AxpyArgs a = a_in;
     if constexpr (S > 1) {
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k)
             permute_split(a_in.acc + k * a_in.as, acc_split + k * max_split_dim, 16 * a.chunks, S, 16, false);
         a.acc = acc_split;
@@ -461,6 +480,7 @@ OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
         const std::size_t j1 = j0 + axpy_tile < a.r->count ? j0 + axpy_tile : a.r->count;
         for (std::size_t j = j0; j < j1; ++j) {
             const float f = a.ts->at(j);
+            OPTIQ_UNROLL
             for (std::size_t k = 0; k < N; ++k) wt[k][j - j0] = a.w[k * a.ws + j] * f;
         }
         std::size_t c0 = 0;
@@ -468,6 +488,7 @@ OPTIQ_TARGET_AVX512 void axpy_n(const Dec& dec, const AxpyArgs& a_in) noexcept {
         for (; c0 < a.chunks; c0 += S) axpy_pass<N, S>(dec, a, j0, j1, c0, wt);
     }
     if constexpr (S > 1) {
+        OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k)
             permute_split(acc_split + k * max_split_dim, a_in.acc + k * a_in.as, 16 * a.chunks, S, 16, true);
     }
@@ -512,6 +533,10 @@ OPTIQ_TARGET_AVX512 inline void dot_run(arch::avx512, const VectorCoding& c, con
         dot_run(arch::scalar{}, c, r, ts, q, n, out, os, add);
         return;
     }
+    if (int8_coding(c) && arch::has_avx512_vnni()) {
+        dot_run_int8(c, r, ts, q, n, out, os, add);
+        return;
+    }
     const avx512_detail::DotArgs a{&r, c.word_offset, c.dim / 16, &ts, q, n, out, os, add};
     avx512_detail::with_decoder(c, avx512_detail::DotOp{&a});
 }
@@ -521,6 +546,10 @@ OPTIQ_TARGET_AVX512 inline void axpy_run(arch::avx512, const VectorCoding& c, co
                                          std::size_t as) noexcept {
     if (!supported(arch::avx512{}, c) || n == 0 || n > max_states) {
         axpy_run(arch::scalar{}, c, r, ts, w, ws, n, acc, as);
+        return;
+    }
+    if (int8_coding(c) && arch::has_avx512_vnni()) {
+        axpy_run_int8(c, r, ts, w, ws, n, acc, as);
         return;
     }
     const avx512_detail::AxpyArgs a{&r, c.word_offset, c.dim / 16, &ts, w, ws, n, acc, as};
@@ -555,10 +584,12 @@ OPTIQ_TARGET_AVX512 inline void softmax_row(arch::avx512, float* row, std::size_
         _mm512_mask_storeu_ps(row + full, tail, e);
         z = _mm512_mask_add_ps(z, tail, z, e);
     }
-    const __m512 zz = _mm512_set1_ps(_mm512_reduce_add_ps(z));
-    for (std::size_t j = 0; j < full; j += 16) _mm512_storeu_ps(row + j, _mm512_div_ps(_mm512_loadu_ps(row + j), zz));
+    // Times 1/Z (within an ulp of dividing, as the kernel tests hold): a division per 16 probabilities
+    // cost as much as the exponentials.
+    const __m512 rz = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(z));
+    for (std::size_t j = 0; j < full; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), rz));
     if (tail != 0)
-        _mm512_mask_storeu_ps(row + full, tail, _mm512_div_ps(_mm512_maskz_loadu_ps(tail, row + full), zz));
+        _mm512_mask_storeu_ps(row + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), rz));
 }
 
 }  // namespace optiq::backend::kv

@@ -30,6 +30,7 @@ struct VectorCoding {
     std::size_t group = 0;         ///< affine: coordinates per {scale, bias} pair
     std::size_t side_offset = 0;   ///< affine: index of the first group's scale among the side floats
     const float* table = nullptr;  ///< codebook: the centroids, at least max(16, 2^bits) floats
+    bool int8 = false;             ///< 4-bit codebook: kernels may use int8 arithmetic (kv_int8.hpp)
 };
 
 /// `count` records of consecutive tokens: record j's words at words + j * word_stride, its side

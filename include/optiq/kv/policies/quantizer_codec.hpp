@@ -82,6 +82,7 @@ public:
         if constexpr (fixed_codebook) {
             c.coding = backend::kv::Coding::codebook;
             c.table = table_.data();
+            c.int8 = int8_;
         } else {
             c.coding = backend::kv::Coding::affine;
             c.group = q_.group_size();
@@ -117,7 +118,18 @@ public:
         });
     }
 
-    [[nodiscard]] std::string name() const { return name_; }
+    /// "tq_mse:4", with "+int8" when int8 attention is on.
+    [[nodiscard]] std::string name() const { return int8_ ? name_ + "+int8" : name_; }
+
+    /// Int8 arithmetic in the whole-run attention kernels (backend/simd/kv_int8.hpp): opt-in and
+    /// approximate; it runs for 4-bit codes on AVX-512 VNNI, everywhere else attention stays exact.
+    /// Records are unchanged (the same cache serves both ways).
+    void set_int8_attention(bool on) noexcept
+        requires fixed_codebook
+    {
+        int8_ = on;
+    }
+    [[nodiscard]] bool int8_attention() const noexcept { return int8_; }
 
     void prepare_query(std::span<const float> q, query_state& st, scratch_type& /*scratch*/) const {
         const std::size_t d = dim();
@@ -130,10 +142,16 @@ public:
                 for (std::size_t c = 0; c < k; ++c) st.lut[i * k + c] = st.rotated[i] * centroids_[c];
             if (pair_scoring()) {
                 // Byte j of a record holds the codes of coordinates 2j (low nibble) and 2j+1.
+                // (entry b = hi·16 + lo, the inner loop over lo runs on contiguous floats and vectorises)
                 st.pair_lut.resize(d / 2 * 256);
-                for (std::size_t j = 0; j < d / 2; ++j)
-                    for (std::size_t b = 0; b < 256; ++b)
-                        st.pair_lut[j * 256 + b] = st.lut[(2 * j) * 16 + (b & 15u)] + st.lut[(2 * j + 1) * 16 + (b >> 4)];
+                for (std::size_t j = 0; j < d / 2; ++j) {
+                    const float* lo = st.lut.data() + (2 * j) * 16;
+                    for (std::size_t hi = 0; hi < 16; ++hi) {
+                        const float h = st.lut[(2 * j + 1) * 16 + hi];
+                        float* row = st.pair_lut.data() + j * 256 + hi * 16;
+                        for (std::size_t l = 0; l < 16; ++l) row[l] = lo[l] + h;
+                    }
+                }
             }
         }
         if constexpr (affine_codebook) {
@@ -261,6 +279,7 @@ private:
     }
 
     std::string name_;
+    bool int8_ = false;
     std::vector<float> centroids_;  ///< fixed codebooks: the reconstruction table
     std::vector<float> table_;      ///< the same, zero-padded to at least 16 entries for the kernels
 };
