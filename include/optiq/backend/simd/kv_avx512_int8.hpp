@@ -3,17 +3,19 @@
 // axpy_run of kv_avx512.hpp call them when a coding asks for int8 and the CPU has VNNI.
 //
 // A record's 128 codes per 64 bytes: the low nibbles are the even coordinates, the high nibbles
-// the odd ones, so one load, a shift, two masks and two vpshufb (the 16 int8 centroids in every
-// 128-bit lane) give the 128 coordinates as bytes, in two "planes" of 64.
+// the odd ones, so a mask (and a shift) and one vpshufb (the 16 int8 centroids in every 128-bit
+// lane) give 64 coordinates as bytes, a "plane". Both kernels rearrange the raw bytes of four
+// tokens first and look the nibbles up afterwards (half the shuffles of rearranging planes).
 //   keys    vpdpbusd multiplies unsigned by signed bytes: the centroids go in as c8 + 128 and
-//           128 · Σ q8 is subtracted once per query. Four tokens at a time, their planes are
-//           transposed by 128-bit blocks (eight vshufi64x2 per plane), so 128-bit lane i of every
-//           accumulator belongs to token i: a token costs 2 vpdpbusd per query and 128
-//           coordinates, and 4 tokens x 4 queries reduce in six unpacks and three adds.
-//   values  4 tokens' planes are interleaved byte-wise (vpunpck{l,h}bw, then wd), so each dword
-//           lane holds one coordinate of 4 tokens and vpdpbusd adds w8 · c8 of all four at once
-//           (the query's 4 weights broadcast); dword lane 4L + i of register u holds plane byte
-//           16L + 4u + i. Int32 sums are turned to floats once per tile of 64 tokens.
+//           128 · Σ q8 is subtracted once per query. Four tokens at a time, their code bytes are
+//           transposed by 128-bit blocks (eight vshufi64x2 per 64 bytes) before the lookup, so
+//           128-bit lane i of every accumulator belongs to token i: a token costs 2 vpdpbusd per
+//           query and 128 coordinates, and 4 tokens x 4 queries reduce in six unpacks and three adds.
+//   values  4 tokens' bytes are interleaved (vpunpck{l,h}bw, then wd), so each dword lane holds one
+//           byte position of 4 tokens, i.e. one coordinate of each plane after the lookup, and
+//           vpdpbusd adds w8 · c8 of all four at once (the query's 4 weights broadcast); dword lane
+//           4L + i of register u holds plane byte 16L + 4u + i. Int32 sums are turned to floats
+//           once per tile of 64 tokens.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,18 +35,19 @@
 
 namespace optiq::backend::kv::avx512_int8_detail {
 
-/// Plane Hi of the 64-byte chunk at p as bytes through lut (Half: a 32-byte chunk, d % 128 = 64).
-template <bool Half, bool Hi>
-OPTIQ_TARGET_AVX512_VNNI inline __m512i plane(const std::uint8_t* p, __m512i lut) noexcept {
-    __m512i x;
-    if constexpr (Half) x = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    else x = _mm512_loadu_si512(p);
-    if constexpr (Hi) x = _mm512_srli_epi16(x, 4);
+/// The 64-byte chunk of codes at p (Half: 32 bytes, d % 128 = 64, zero-extended).
+template <bool Half>
+OPTIQ_TARGET_AVX512_VNNI inline __m512i raw_chunk(const std::uint8_t* p) noexcept {
+    if constexpr (Half) return _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    else return _mm512_loadu_si512(p);
+}
+
+/// Each byte's low (even coordinate) or high (odd coordinate) nibble through lut.
+OPTIQ_TARGET_AVX512_VNNI inline __m512i low_codes(__m512i x, __m512i lut) noexcept {
     return _mm512_shuffle_epi8(lut, _mm512_and_si512(x, _mm512_set1_epi8(0x0f)));
 }
-OPTIQ_TARGET_AVX512_VNNI inline __m512i plane(const std::uint8_t* p, bool half, bool hi, __m512i lut) noexcept {
-    if (half) return hi ? plane<true, true>(p, lut) : plane<true, false>(p, lut);
-    return hi ? plane<false, true>(p, lut) : plane<false, false>(p, lut);
+OPTIQ_TARGET_AVX512_VNNI inline __m512i high_codes(__m512i x, __m512i lut) noexcept {
+    return _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(x, 4), _mm512_set1_epi8(0x0f)));
 }
 
 /// Stands in for the records past a run's end in a group of 4 (weight 0).
@@ -112,24 +115,25 @@ OPTIQ_TARGET_AVX512_VNNI void dot(const VectorCoding& c, const Records& r, const
                 _mm_prefetch(reinterpret_cast<const char*>(r.words + (j0 + 4 * g + i + 64) * r.word_stride), _MM_HINT_T0);
             for (std::size_t ch = 0; ch < chunks; ++ch) {
                 const bool h = half && ch + 1 == chunks;
+                __m512i x[4];
                 OPTIQ_UNROLL
-                for (int pl = 0; pl < 2; ++pl) {
-                    __m512i x[4];
-                    OPTIQ_UNROLL
-                    for (std::size_t i = 0; i < 4; ++i) x[i] = plane(rec[i] + 64 * ch, h, pl != 0, lut);
-                    const __m512i a = _mm512_shuffle_i64x2(x[0], x[1], 0x44), b = _mm512_shuffle_i64x2(x[0], x[1], 0xEE);
-                    const __m512i cc = _mm512_shuffle_i64x2(x[2], x[3], 0x44), d = _mm512_shuffle_i64x2(x[2], x[3], 0xEE);
-                    const __m512i z[4] = {_mm512_shuffle_i64x2(a, cc, 0x88), _mm512_shuffle_i64x2(a, cc, 0xDD),
-                                          _mm512_shuffle_i64x2(b, d, 0x88), _mm512_shuffle_i64x2(b, d, 0xDD)};
-                    const std::size_t blocks = h ? 2 : 4;  // a half chunk's planes are 32 bytes
+                for (std::size_t i = 0; i < 4; ++i)
+                    x[i] = h ? raw_chunk<true>(rec[i] + 64 * ch) : raw_chunk<false>(rec[i] + 64 * ch);
+                // The raw bytes transposed by 128-bit blocks (z[b] lane i = token i's bytes 16b..16b+15),
+                // then looked up: 8 shuffles and 8 lookups per 4 tokens and 128 coordinates.
+                const __m512i a = _mm512_shuffle_i64x2(x[0], x[1], 0x44), b = _mm512_shuffle_i64x2(x[0], x[1], 0xEE);
+                const __m512i cc = _mm512_shuffle_i64x2(x[2], x[3], 0x44), d = _mm512_shuffle_i64x2(x[2], x[3], 0xEE);
+                const __m512i z[4] = {_mm512_shuffle_i64x2(a, cc, 0x88), _mm512_shuffle_i64x2(a, cc, 0xDD),
+                                      _mm512_shuffle_i64x2(b, d, 0x88), _mm512_shuffle_i64x2(b, d, 0xDD)};
+                const std::size_t blocks = h ? 2 : 4;  // a half chunk is 32 bytes
+                OPTIQ_UNROLL
+                for (std::size_t bl = 0; bl < 4; ++bl) {
+                    if (bl >= blocks) continue;
+                    const __m512i lo = low_codes(z[bl], lut), hi = high_codes(z[bl], lut);
                     OPTIQ_UNROLL
                     for (std::size_t k = 0; k < N; ++k) {
-                        OPTIQ_UNROLL
-                        for (std::size_t bl = 0; bl < 4; ++bl)
-                            if (bl < blocks)
-                                acc[k] = _mm512_dpbusd_epi32(
-                                    acc[k], z[bl],
-                                    _mm512_load_si512(qb[k][(2 * ch + static_cast<std::size_t>(pl)) * 4 + bl]));
+                        acc[k] = _mm512_dpbusd_epi32(acc[k], lo, _mm512_load_si512(qb[k][(2 * ch) * 4 + bl]));
+                        acc[k] = _mm512_dpbusd_epi32(acc[k], hi, _mm512_load_si512(qb[k][(2 * ch + 1) * 4 + bl]));
                     }
                 }
             }
@@ -157,12 +161,14 @@ OPTIQ_TARGET_AVX512_VNNI void dot(const VectorCoding& c, const Records& r, const
     }
 }
 
-/// out[k][u] = the int32 sums over tokens [0, m) of one tile of w8[k][j] · c8 for plane Hi of the
-/// chunk at `offset` (four tokens interleaved per dword lane; see the file comment).
-template <std::size_t N, bool Half, bool Hi>
-OPTIQ_TARGET_AVX512_VNNI inline void tile_plane(const std::uint8_t* const* rec, std::size_t m, std::size_t offset,
-                                                const std::uint8_t (*w8)[int8_tile], __m512i lut,
-                                                __m512i (*out)[4]) noexcept {
+/// Half Hi2 of the byte positions of the chunk at `offset` over one tile: out[k][2v + pl] = the int32
+/// sums over tokens [0, m) of w8[k][j] · c8 for plane pl (even / odd coordinates) and register
+/// u = 2·Hi2 + v of the file comment's layout. The raw bytes of four tokens are interleaved first
+/// (4 unpacks), then looked up (4 vpshufb): half the shuffles of interleaving decoded planes.
+template <std::size_t N, bool Half, bool Hi2>
+OPTIQ_TARGET_AVX512_VNNI inline void tile_pass(const std::uint8_t* const* rec, std::size_t m, std::size_t offset,
+                                               const std::uint8_t (*w8)[int8_tile], __m512i lut,
+                                               __m512i (*out)[4]) noexcept {
     // Local accumulators (out may alias the byte arrays as far as the compiler knows: it would
     // keep them in memory), copied out at the end.
     __m512i a[N][4];
@@ -172,21 +178,22 @@ OPTIQ_TARGET_AVX512_VNNI inline void tile_plane(const std::uint8_t* const* rec, 
         for (int u = 0; u < 4; ++u) a[k][u] = _mm512_setzero_si512();
     }
     for (std::size_t j = 0; j < m; j += 4) {
-        const __m512i x0 = plane<Half, Hi>(rec[j] + offset, lut), x1 = plane<Half, Hi>(rec[j + 1] + offset, lut);
-        const __m512i x2 = plane<Half, Hi>(rec[j + 2] + offset, lut), x3 = plane<Half, Hi>(rec[j + 3] + offset, lut);
-        const __m512i l01 = _mm512_unpacklo_epi8(x0, x1), h01 = _mm512_unpackhi_epi8(x0, x1);
-        const __m512i l23 = _mm512_unpacklo_epi8(x2, x3), h23 = _mm512_unpackhi_epi8(x2, x3);
-        const __m512i y0 = _mm512_unpacklo_epi16(l01, l23), y1 = _mm512_unpackhi_epi16(l01, l23);
-        const __m512i y2 = _mm512_unpacklo_epi16(h01, h23), y3 = _mm512_unpackhi_epi16(h01, h23);
+        const __m512i x0 = raw_chunk<Half>(rec[j] + offset), x1 = raw_chunk<Half>(rec[j + 1] + offset);
+        const __m512i x2 = raw_chunk<Half>(rec[j + 2] + offset), x3 = raw_chunk<Half>(rec[j + 3] + offset);
+        const __m512i p01 = Hi2 ? _mm512_unpackhi_epi8(x0, x1) : _mm512_unpacklo_epi8(x0, x1);
+        const __m512i p23 = Hi2 ? _mm512_unpackhi_epi8(x2, x3) : _mm512_unpacklo_epi8(x2, x3);
+        const __m512i y0 = _mm512_unpacklo_epi16(p01, p23), y1 = _mm512_unpackhi_epi16(p01, p23);
+        const __m512i e0 = low_codes(y0, lut), o0 = high_codes(y0, lut);
+        const __m512i e1 = low_codes(y1, lut), o1 = high_codes(y1, lut);
         OPTIQ_UNROLL
         for (std::size_t k = 0; k < N; ++k) {
             std::int32_t quad;
             std::memcpy(&quad, w8[k] + j, 4);
             const __m512i wq = _mm512_set1_epi32(quad);
-            a[k][0] = _mm512_dpbusd_epi32(a[k][0], wq, y0);
-            a[k][1] = _mm512_dpbusd_epi32(a[k][1], wq, y1);
-            a[k][2] = _mm512_dpbusd_epi32(a[k][2], wq, y2);
-            a[k][3] = _mm512_dpbusd_epi32(a[k][3], wq, y3);
+            a[k][0] = _mm512_dpbusd_epi32(a[k][0], wq, e0);
+            a[k][1] = _mm512_dpbusd_epi32(a[k][1], wq, o0);
+            a[k][2] = _mm512_dpbusd_epi32(a[k][2], wq, e1);
+            a[k][3] = _mm512_dpbusd_epi32(a[k][3], wq, o1);
         }
     }
     OPTIQ_UNROLL
@@ -258,21 +265,23 @@ OPTIQ_TARGET_AVX512_VNNI void axpy(const VectorCoding& c, const Records& r, cons
             _mm_prefetch(reinterpret_cast<const char*>(r.words + (j0 + j + int8_tile) * r.word_stride), _MM_HINT_T0);
         for (std::size_t ch = 0; ch < chunks; ++ch) {
             const bool h = half && ch + 1 == chunks;
-            for (int pl = 0; pl < 2; ++pl) {
+            for (int hi2 = 0; hi2 < 2; ++hi2) {
                 __m512i a[N][4];
                 const std::size_t offset = 64 * ch;
-                if (h) pl != 0 ? tile_plane<N, true, true>(rec, m, offset, w8, lut, a)
-                               : tile_plane<N, true, false>(rec, m, offset, w8, lut, a);
-                else pl != 0 ? tile_plane<N, false, true>(rec, m, offset, w8, lut, a)
-                             : tile_plane<N, false, false>(rec, m, offset, w8, lut, a);
+                if (h) hi2 != 0 ? tile_pass<N, true, true>(rec, m, offset, w8, lut, a)
+                                : tile_pass<N, true, false>(rec, m, offset, w8, lut, a);
+                else hi2 != 0 ? tile_pass<N, false, true>(rec, m, offset, w8, lut, a)
+                              : tile_pass<N, false, false>(rec, m, offset, w8, lut, a);
                 OPTIQ_UNROLL
                 for (std::size_t k = 0; k < N; ++k) {
                     if (exact[k]) continue;
                     const __m512 s = _mm512_set1_ps(step[k]);
                     OPTIQ_UNROLL
-                    for (int u = 0; u < 4; ++u) {
-                        float* o = sums[k] + (2 * ch + static_cast<std::size_t>(pl)) * 64 + 16 * static_cast<std::size_t>(u);
-                        _mm512_store_ps(o, _mm512_add_ps(_mm512_load_ps(o), _mm512_mul_ps(_mm512_cvtepi32_ps(a[k][u]), s)));
+                    for (std::size_t q2 = 0; q2 < 4; ++q2) {
+                        // a[k][2v + pl]: plane pl, register u = 2·hi2 + v
+                        const std::size_t pl = q2 % 2, u = 2 * static_cast<std::size_t>(hi2) + q2 / 2;
+                        float* o = sums[k] + (2 * ch + pl) * 64 + 16 * u;
+                        _mm512_store_ps(o, _mm512_add_ps(_mm512_load_ps(o), _mm512_mul_ps(_mm512_cvtepi32_ps(a[k][q2]), s)));
                     }
                 }
             }
