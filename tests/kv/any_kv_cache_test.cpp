@@ -81,7 +81,8 @@ TEST(AnyKVCache, SameNumbersAsTheTypedCache) {
 }
 
 // KVCacheOptions::int8_attention: 4-bit tq_mse layers score and sum values in int8 where the CPU
-// has AVX-512 VNNI (backend/simd/kv_int8.hpp), within a few percent of exact; other widths are
+// has AVX-512 VNNI, score keys in int8 on AArch64 with the dot-product extension
+// (backend/simd/kv_int8.hpp), within a few percent of exact; other widths are
 // unchanged, the records are the same, and attend_reference stays the exact ground truth.
 TEST(AnyKVCache, Int8AttentionOption) {
     KVLayerConfig layer;
@@ -109,6 +110,8 @@ TEST(AnyKVCache, Int8AttentionOption) {
         EXPECT_GT(test::max_abs_diff(a, b), 0.0f);  // the int8 kernels ran
     else
         EXPECT_EQ(a, b);
+#elif defined(OPTIQ_NEON_INT8_KEYS)
+    EXPECT_GT(test::max_abs_diff(a, b), 0.0f);  // sdot key scores (AArch64 with the dot-product extension)
 #else
     EXPECT_EQ(a, b);  // no int8 kernels: exact
 #endif

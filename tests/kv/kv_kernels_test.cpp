@@ -159,7 +159,8 @@ TEST(KVKernels, ScalarKernelsDecodeTheStream) {
 // final float operations as its scalar definition), for d with and without a half chunk, runs
 // over several weight tiles and a tile with a negative weight (accumulated exactly), records at a
 // word offset; the rule stays within a few percent of exact arithmetic; and tags without an int8
-// kernel ignore the flag.
+// kernel ignore the flag. On AArch64 built with the dot-product extension (the optiq_kv_dotprod_tests
+// program of cross builds), the NEON sdot key scores follow the rule too.
 TEST(KVKernels, Int8KernelsComputeTheInt8Rule) {
     int checked = 0;
     for (const std::size_t d : {std::size_t{64}, std::size_t{128}, std::size_t{192}, std::size_t{512}}) {
@@ -205,10 +206,20 @@ TEST(KVKernels, Int8KernelsComputeTheInt8Rule) {
                 for (std::size_t i = 0; i < added.size(); ++i) EXPECT_FLOAT_EQ(added[i], 2.0f * out[i]);
                 ++checked;
 #endif
+#if defined(OPTIQ_NEON_INT8_KEYS)
+                // AArch64 with FEAT_DotProd: sdot key scores follow the rule; values stay exact.
+                std::vector<float> nout(n * count, 0.5f), nacc(n * d, 0.25f), nacc_exact(n * d, 0.25f);
+                dot_run(arch::neon{}, ci, r, ts, q, n, nout.data(), count, false);
+                EXPECT_LT(optiq::kv::test::max_abs_diff(nout, rule), 1e-6f * ms);
+                axpy_run(arch::neon{}, ci, r, ts, f.w.data(), count, n, nacc.data(), d);
+                axpy_run(arch::neon{}, c, r, ts, f.w.data(), count, n, nacc_exact.data(), d);
+                EXPECT_EQ(nacc, nacc_exact);
+                ++checked;
+#endif
             }
         }
     }
-    if (checked == 0) std::printf("no AVX-512 VNNI on this CPU: the int8 rule was checked, its kernels were not\n");
+    if (checked == 0) std::printf("no int8 kernels on this CPU or build: the int8 rule was checked, its kernels were not\n");
 }
 
 TEST(KVKernels, SoftmaxMatchesTheReferenceOrder) {

@@ -3,10 +3,13 @@
 // bits, the "+int8" KV methods). Opt-in and approximate: it trades exactness for integer dot
 // products (AVX-512 VNNI vpdpbusd: 64 multiply-adds per instruction where an f32 FMA does 16), the
 // way llama.cpp scores quantized caches with q8 queries. The rules below define the result; the
-// VNNI kernels (kv_avx512_int8.hpp) compute exactly these integers and the same final float
-// operations, and these scalar loops are what they are tested against. Where no VNNI kernel runs
-// (AVX2-only x86, NEON, the scalar tag) the flag is ignored and attention is exact: int8 is a
-// permission, not a requirement.
+// kernels compute exactly these integers and the same final float operations, and these scalar
+// loops are what they are tested against:
+//   kv_avx512_int8.hpp  keys and values, AVX-512 VNNI (vpdpbusd)
+//   kv_neon_int8.hpp    keys, AArch64 with the dot-product extension (sdot; Apple Silicon)
+// Where no int8 kernel runs (AVX2-only x86, AArch64 without dot products, NEON values, the scalar
+// tag) the flag is ignored and that side of attention is exact: int8 is a permission, not a
+// requirement.
 //
 //   table    c8[i] = round(table[i] · 127 / max|table|) ∈ [−127, 127],   t = max|table| / 127
 //   keys     per query: q8[i] = round(q[i] · 127 / max|q|),  sq = max|q| / 127

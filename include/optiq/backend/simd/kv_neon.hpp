@@ -17,6 +17,8 @@
 #include <cstring>
 
 #include "optiq/backend/simd/arch.hpp"
+#include "optiq/backend/simd/kv_int8.hpp"
+#include "optiq/backend/simd/kv_neon_int8.hpp"
 #include "optiq/backend/simd/kv_scalar.hpp"
 #include "optiq/backend/simd/kv_types.hpp"
 
@@ -349,6 +351,12 @@ inline void dot_run(arch::neon, const VectorCoding& c, const Records& r, const T
         dot_run(arch::scalar{}, c, r, ts, q, n, out, os, add);
         return;
     }
+#if defined(OPTIQ_NEON_INT8_KEYS)
+    if (int8_coding(c)) {
+        dot_run_int8(arch::neon{}, c, r, ts, q, n, out, os, add);
+        return;
+    }
+#endif
     const neon_detail::DotArgs a{&r, c.word_offset, c.dim / 16, &ts, q, n, out, os, add};
     neon_detail::with_decoder(c, neon_detail::DotOp{&a});
 }
