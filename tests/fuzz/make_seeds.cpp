@@ -86,6 +86,14 @@ void gguf_seeds(const fs::path& dir) {
     }
     write(dir / "quants.gguf", q.build());
 
+    // Dims far beyond the file's size with a zero among them: valid and empty. Mutating the zero
+    // reaches the size checks (F32 with 2^62 elements once wrapped to 0 bytes).
+    GgufBuilder big;
+    big.kv_string("general.architecture", "llama");
+    big.tensor("empty", {1, 1ull << 40, 0}, 0, {});
+    big.tensor("x", {2}, 0, bytes_of(std::vector<float>{1, 2}));
+    write(dir / "bigdims.gguf", big.build());
+
     GgufBuilder v2;
     v2.version = 2;
     v2.kv_u8("u8", 1);

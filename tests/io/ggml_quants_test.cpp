@@ -279,6 +279,10 @@ TEST(GgmlQuants, ErrorsNameTheTypeAndSizes) {
     expect_error<optiq::config_error>([&] { dequantize(static_cast<GgmlType>(99), b, y); }, {"99"});
     EXPECT_EQ(ggml_row_bytes(GgmlType::q4_k, 512), 288u);
     EXPECT_FALSE(ggml_row_bytes(GgmlType::q4_k, 100).has_value());
+    // Byte counts past SIZE_MAX are nullopt, not wrapped (F32 x 2^62 once gave 0 bytes).
+    EXPECT_FALSE(ggml_row_bytes(GgmlType::f32, std::size_t{1} << 62).has_value());
+    EXPECT_FALSE(ggml_row_bytes(GgmlType::i64, std::size_t{1} << 61).has_value());
+    EXPECT_EQ(ggml_row_bytes(GgmlType::f32, std::size_t{1} << 61), std::size_t{1} << 63);
     EXPECT_EQ(ggml_type_name(GgmlType::q6_k), "Q6_K");
 }
 

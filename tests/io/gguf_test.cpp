@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -288,6 +289,37 @@ TEST(GgufReader, RejectsBadTensorInfos) {
     // The builder cannot place data 1 TB out: build the rest, then point "far" there.
     past.tensors.back().data.clear();
     expect_error([&] { (void)parse(past); }, {"t.gguf", "tensor 'far'", "runs past the end"});
+}
+
+TEST(GgufReader, TensorByteSizesThatOverflowAreRejected) {
+    // F32 with ne = [2^62] is 2^64 bytes: the size once wrapped to 0, the tensor parsed with an empty
+    // span and to_float() threw std::length_error for 2^62 floats.
+    struct Case {
+        std::vector<std::uint64_t> ne;
+        std::uint32_t type;
+    };
+    const Case wraps[] = {{{1ull << 62}, 0},                  // F32: 2^64 bytes
+                          {{1ull << 31, 1ull << 31}, 0},      // the same count from two dims
+                          {{1ull << 61, 2}, 28},               // F64: 2^65 bytes
+                          {{1ull << 62, 1}, 27}};              // I64 (quantized types take fewer bytes than elements)
+    for (const Case& c : wraps) {
+        auto b = sample();
+        b.tensor("huge", c.ne, c.type, {});
+        // First, at offset 0, where a wrapped size of 0 bytes fits the data section.
+        std::rotate(b.tensors.rbegin(), b.tensors.rbegin() + 1, b.tensors.rend());
+        expect_error([&] { (void)parse(b); }, {"t.gguf", "tensor 'huge'", "more than 2^64 bytes"});
+    }
+    // Sizes that fit in 64 bits but not in the file are still refused before anything is allocated.
+    auto big = sample();
+    big.tensor("big", {1ull << 61}, 1, {});  // F16: 2^62 bytes
+    expect_error([&] { (void)parse(big); }, {"t.gguf", "tensor 'big'", "runs past the end"});
+    // Huge dims with a zero dim hold no elements: valid, and nothing is allocated for them.
+    auto empty = sample();
+    empty.tensor("empty", {1ull << 40, 0, 1ull << 20}, 0, {});
+    std::rotate(empty.tensors.rbegin(), empty.tensors.rbegin() + 1, empty.tensors.rend());  // first, at offset 0
+    const auto f = parse(empty);
+    EXPECT_EQ(f.at("empty").numel(), 0u);
+    EXPECT_TRUE(f.at("empty").to_float().empty());
 }
 
 TEST(GgufReader, EveryTruncationIsAFormatErrorNamingTheFile) {

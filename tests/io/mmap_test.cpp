@@ -44,6 +44,12 @@ TEST(MappedFile, MissingFileNamesThePath) {
         expect_error([&] { (void)MappedFile::open("/no/such/optiq_file.bin", mode); }, {"/no/such/optiq_file.bin"});
 }
 
+TEST(MappedFile, DirectoryIsAClearError) {
+    TempDir dir;
+    for (auto mode : {MappedFile::Mode::automatic, MappedFile::Mode::read_into_memory})
+        expect_error([&] { (void)MappedFile::open(dir.path(), mode); }, {dir.path().string(), "is a directory"});
+}
+
 TEST(MappedFile, MovesKeepTheBytesValid) {
     TempDir dir;
     optiq::io::test::write_file(dir / "f.bin", std::string_view("hello"));

@@ -261,6 +261,34 @@ TEST(SafetensorsModel, ValidatesTheIndex) {
     expect_error([&] { (void)SafetensorsModel::open(dir / "nothing_here"); }, {"nothing_here"});
 }
 
+TEST(SafetensorsModel, ShardsThatAreNotFilesAreFormatErrors) {
+    // A shard naming a directory once reached the reader, which sized its buffer from tellg() of a
+    // directory and threw std::bad_alloc.
+    TempDir dir;
+    std::filesystem::create_directory(dir / "sub");
+    const auto index = dir / "model.safetensors.index.json";
+    using optiq::io::test::write_file;
+    write_file(index, R"({"weight_map": {"a": "sub"}})");
+    expect_error([&] { (void)SafetensorsModel::open(index); }, {"model.safetensors.index.json", "'sub'", "directory"});
+    write_file(index, R"({"weight_map": {"a": "."}})");
+    expect_error([&] { (void)SafetensorsModel::open(index); }, {"model.safetensors.index.json", "directory"});
+    write_file(index, R"({"weight_map": {"a": "sub/"}})");
+    expect_error([&] { (void)SafetensorsModel::open(index); }, {"model.safetensors.index.json", "'a'"});
+}
+
+TEST(SafetensorsIndex, ParsesTextAndNamesTheField) {
+    const auto idx = SafetensorsIndex::parse(
+        R"({"metadata": {"total_size": 8}, "weight_map": {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s1.safetensors"}})",
+        "i.json");
+    EXPECT_EQ(idx.metadata["total_size"], 8);
+    ASSERT_EQ(idx.by_shard.size(), 2u);
+    EXPECT_EQ(idx.by_shard.at("s1.safetensors"), (std::vector<std::string>{"a", "c"}));
+    expect_error([&] { (void)SafetensorsIndex::parse("[1e999]", "i.json"); }, {"i.json", "not a JSON object"});
+    expect_error([&] { (void)SafetensorsIndex::parse(R"({"weight_map": []})", "i.json"); }, {"i.json", "'weight_map'"});
+    expect_error([&] { (void)SafetensorsIndex::parse(R"({"weight_map": {"a": "/etc/passwd"}})", "i.json"); },
+                 {"i.json", "'a'", "beside the index"});
+}
+
 // ---- validation rules, one by one --------------------------------------------------------------
 
 TEST(SafetensorsReader, AcceptsAMinimalHandWrittenFile) {

@@ -77,6 +77,13 @@ TEST(KVConfig, MalformedFilesNameTheFileAndTheField) {
                           "format");
     expect_error_mentions(R"([{"layer_idx": 2, "bits": 4}, {"layer_idx": 2, "bits": 8}])",
                           "entry 1: field \"layer_idx\" = 2 appears twice", "config");
+    // nlohmann raises out_of_range (not parse_error) for a number beyond double: it once escaped.
+    expect_error_mentions(R"([{"layer_idx": 1e999, "bits": 4}])", "not valid JSON", "format");
+    // Past INT64_MAX, get<long long>() read -1: the message now quotes the value written.
+    expect_error_mentions(R"([{"layer_idx": 18446744073709551615, "bits": 4}])",
+                          "field \"layer_idx\" = 18446744073709551615 is out of range", "config");
+    expect_error_mentions(R"([{"layer_idx": 0, "bits": 4, "group_size": 4294967360}])", "field \"group_size\"",
+                          "config");
     EXPECT_THROW((void)read_kv_config("/nonexistent/kv_config.json"), format_error);
     EXPECT_TRUE(parse_kv_config("[]").layers.empty());
 }

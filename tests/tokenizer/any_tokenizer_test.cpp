@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../io/gguf_builder.hpp"
 #include "../io/io_test_util.hpp"
 
 namespace optiq::tokenizer::test {
@@ -61,6 +62,29 @@ TEST(AnyTokenizer, EmptyWhenTheModelHasNone) {
     EXPECT_TRUE(t.empty());
     EXPECT_THROW((void)t.encode("a"), config_error);
     fs::remove_all(dir);
+}
+
+TEST(AnyTokenizer, GgufTokenIdsAreCheckedBeforeNarrowing) {
+    io::test::GgufBuilder b;
+    b.kv_string("tokenizer.ggml.model", "gpt2");
+    b.kv_strings("tokenizer.ggml.tokens", {"a", "b"});
+    b.kv_strings("tokenizer.ggml.merges", {});
+    b.kv_u64("tokenizer.ggml.bos_token_id", (1ull << 32) + 1);  // once narrowed to token 1
+    const auto f = io::GgufFile::from_bytes(b.build(), "m.gguf");
+    try {
+        (void)tokenizer_from_gguf(f);
+        FAIL() << "bos id 2^32 + 1 accepted";
+    } catch (const format_error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("m.gguf"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("tokenizer.ggml.bos_token_id"), std::string::npos) << msg;
+    }
+    io::test::GgufBuilder neg;
+    neg.kv_string("tokenizer.ggml.model", "llama");
+    neg.kv_strings("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>"});
+    neg.kv_array<float>("tokenizer.ggml.scores", 6, {0.f, 0.f, 0.f});
+    neg.kv_i64("tokenizer.ggml.eos_token_id", -(1ll << 32) + 2);  // once narrowed to token 2
+    EXPECT_THROW((void)tokenizer_from_gguf(io::GgufFile::from_bytes(neg.build(), "n.gguf")), format_error);
 }
 
 }  // namespace

@@ -193,6 +193,88 @@ TEST(ByteLevelBpe, BadVocabulariesAreRejectedWithTheReason) {
     EXPECT_THROW((void)t.encode("ok \xC3("), optiq::value_error);  // invalid UTF-8: strict by default
 }
 
+TEST(ByteLevelBpe, IdsAreCheckedAtFullWidthAgainstTheDeclaredTokenCount) {
+    // 4294967295 once passed the ">= 0" check, became -1 as a TokenId and indexed types[SIZE_MAX].
+    json j = toy_json();
+    j["added_tokens"][0]["id"] = 4294967295ull;
+    expect_error<optiq::format_error>(j, "added_tokens[0].id' = 4294967295");
+    j = toy_json();
+    j["added_tokens"][1]["id"] = -1;
+    expect_error<optiq::format_error>(j, "added_tokens[1].id' is not a non-negative integer id");
+    j = toy_json();
+    j["added_tokens"][1]["id"] = 1ll << 40;
+    expect_error<optiq::format_error>(j, "is not below 263");
+    // A vocabulary id near INT32_MAX once sized a table of 2^31 strings (~64 GB) from a tiny file.
+    json tiny = json::parse(R"({"model": {"type": "BPE", "vocab": {"a": 2147483000}, "merges": []},
+                                "pre_tokenizer": {"type": "ByteLevel"}})");
+    expect_error<optiq::format_error>(tiny, "model.vocab['a'] = 2147483000 is not below 1");
+    // The bound is the number of declared tokens: the toy file declares 263 (261 entries + 2 added).
+    j = toy_json();
+    j["model"]["vocab"]["zz"] = 262;  // 262 is "Ġaaa" already
+    expect_error<optiq::format_error>(j, "appears twice");
+    j = toy_json();
+    j["model"]["vocab"].erase("\xC4\xA0" "aaa");
+    j["model"]["vocab"]["zz"] = 263;  // 263 >= 261 + 2
+    expect_error<optiq::format_error>(j, "'zz'] = 263 is not below 263");
+    // Added tokens that repeat a vocabulary entry (GPT-2's <|endoftext|>) count too, so a hole fits.
+    j = toy_json();
+    j["added_tokens"].push_back({{"id", 256}, {"content", "aa"}});
+    j["added_tokens"].push_back({{"id", 264}, {"content", "<y>"}});  // 263 is a hole; 264 < 261 + 4
+    const auto t = tk::ByteLevelBpe::from_hf_json(j);
+    EXPECT_EQ(t.vocab_size(), 265u);
+    EXPECT_EQ(t.token_type(263), tk::TokenType::unused);
+    EXPECT_EQ(t.encode("a<y>"), (Ids{'a', 264}));
+}
+
+TEST(ByteLevelBpe, WrongJsonTypesAreFormatErrorsNamingTheField) {
+    // Each once escaped as nlohmann::json::type_error.
+    auto expect_field = [](const json& j, const std::string& field) {
+        try {
+            (void)tk::ByteLevelBpe::from_hf_json(j, "dir/tokenizer.json");
+            ADD_FAILURE() << "accepted; expected an error naming " << field;
+        } catch (const optiq::format_error& e) {
+            const std::string msg = e.what();
+            EXPECT_NE(msg.find("dir/tokenizer.json"), std::string::npos) << msg;
+            EXPECT_NE(msg.find(field), std::string::npos) << msg;
+        }
+    };
+    json j = toy_json();
+    j["model"]["byte_fallback"] = "no";
+    expect_field(j, "model.byte_fallback");
+    j = toy_json();
+    j["model"]["ignore_merges"] = 1;
+    expect_field(j, "model.ignore_merges");
+    j = toy_json();
+    j["added_tokens"][1]["special"] = "yes";
+    expect_field(j, "added_tokens[1].special");
+    j = toy_json();
+    j["added_tokens"][0]["rstrip"] = json::array();
+    expect_field(j, "added_tokens[0].rstrip");
+    j = toy_json();
+    j["added_tokens"][0]["id"] = "259";
+    expect_field(j, "added_tokens[0].id");
+    j = toy_json();
+    j["normalizer"] = "NFC";
+    expect_field(j, "'normalizer' must be an object");
+    j = toy_json();
+    j["normalizer"] = {{"type", 7}};
+    expect_field(j, "normalizer.type");
+    j = toy_json();
+    j["pre_tokenizer"] = {{"type", json::array()}};
+    expect_field(j, "pre_tokenizer.type");
+    j = toy_json();
+    j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"use_regex", "true"}};
+    expect_field(j, "pre_tokenizer.use_regex");
+    j = toy_json();
+    j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({3})}};
+    expect_field(j, "pre_tokenizer.pretokenizers[0]");
+    j = toy_json();
+    j["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers", json::array({{{"type", "Split"}, {"pattern", {{"Regex", 5}}}}})}};
+    expect_field(j, "pre_tokenizer.pretokenizers[0].pattern.Regex");
+    EXPECT_THROW((void)tk::ByteLevelBpe::from_hf_json_text("[1e999]"), optiq::format_error);
+}
+
 TEST(ByteLevelBpe, ReplacePolicyEncodesU_FFFD) {
     json j = toy_json();
     auto t0 = tk::ByteLevelBpe::from_hf_json(j);

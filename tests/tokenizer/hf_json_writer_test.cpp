@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../io/gguf_builder.hpp"
 #include "../io/io_test_util.hpp"
 #include "optiq/io/llama2c.hpp"
 #include "optiq/tokenizer/any_tokenizer.hpp"
@@ -125,6 +126,28 @@ TEST(HfJsonWriter, PreTokenizersReadBackAsTheirKind) {
     }
     EXPECT_THROW((void)hf_byte_level_bpe(toks, merges, {}, "unknown-pre", std::nullopt, std::nullopt, false), config_error);
     EXPECT_THROW((void)hf_byte_level_bpe(toks, merges, {1, 1}, "gpt2", std::nullopt, std::nullopt, false), shape_error);
+}
+
+TEST(HfJsonWriter, OutOfRangeIdsAreOptiqErrors) {
+    // A BOS id outside the vocabulary once escaped as std::out_of_range from vector::at.
+    const std::vector<std::string> toks = {"a", "b", "ab"};
+    const std::vector<std::string> merges = {"a b"};
+    EXPECT_THROW((void)hf_byte_level_bpe(toks, merges, {}, "gpt2", 3, std::nullopt, true), value_error);
+    EXPECT_THROW((void)hf_byte_level_bpe(toks, merges, {}, "gpt2", -1, std::nullopt, true), value_error);
+    EXPECT_THROW((void)hf_sentencepiece_bpe(toks, {0.f, 0.f, 0.f}, {}, " ", 7, 2, 0, true), value_error);
+    // From GGUF metadata, ids are checked before narrowing and named with the file and key.
+    io::test::GgufBuilder b;
+    b.kv_string("tokenizer.ggml.model", "gpt2");
+    b.kv_strings("tokenizer.ggml.tokens", {"a", "b", "ab"});
+    b.kv_strings("tokenizer.ggml.merges", {"a b"});
+    b.kv_u64("tokenizer.ggml.eos_token_id", (1ull << 32) + 1);  // was written out as a null eos_token
+    try {
+        (void)hf_tokenizer_from_gguf(io::GgufFile::from_bytes(b.build(), "w.gguf"));
+        FAIL() << "eos id 2^32 + 1 accepted";
+    } catch (const format_error& e) {
+        EXPECT_NE(std::string(e.what()).find("w.gguf: metadata key 'tokenizer.ggml.eos_token_id'"), std::string::npos)
+            << e.what();
+    }
 }
 
 }  // namespace

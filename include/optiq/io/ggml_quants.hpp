@@ -264,12 +264,14 @@ inline void dequant_block_q6_k(const std::byte* b, float* y) noexcept {
 
 }  // namespace detail
 
-/// Bytes that `n` elements of `type` occupy; nullopt when the type is unknown or `n` is not a
-/// whole number of blocks.
+/// Bytes that `n` elements of `type` occupy; nullopt when the type is unknown, `n` is not a
+/// whole number of blocks or the byte count overflows size_t (F32 with n = 2^62 would wrap to 0).
 [[nodiscard]] constexpr std::optional<std::size_t> ggml_row_bytes(GgmlType type, std::size_t n) noexcept {
     const auto tr = ggml_type_traits(static_cast<std::uint32_t>(type));
     if (!tr || n % tr->block_size != 0) return std::nullopt;
-    return n / tr->block_size * tr->type_size;
+    const std::size_t blocks = n / tr->block_size;
+    if (blocks > SIZE_MAX / tr->type_size) return std::nullopt;
+    return blocks * tr->type_size;
 }
 
 /// Dequantizes `out.size()` elements of `type` from `src` (exactly ggml_row_bytes(type, out.size())

@@ -408,6 +408,9 @@ public:
     }
 
     [[nodiscard]] const std::string& path() const noexcept { return file_->path(); }
+    /// The mapped file every tensor's bytes point into: a copy keeps those views valid after the
+    /// GgufFile is gone (model weights used in place).
+    [[nodiscard]] const std::shared_ptr<const MappedFile>& file() const noexcept { return file_; }
     [[nodiscard]] std::uint32_t version() const noexcept { return version_; }
     [[nodiscard]] const GgufMetadata& metadata() const noexcept { return metadata_; }
     /// Tensors in file order.
@@ -479,9 +482,11 @@ private:
             std::uint64_t count = 1;
             for (std::uint32_t d = 0; d < n_dims; ++d) {
                 const auto ne = c.read<std::uint64_t>("tensor '", t.name, "' dims");
+                // ggml keeps ne and the element count in int64_t; shape and numel() need them in size_t.
                 if (ne > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
                     detail::mul_overflows(count, ne, count) ||
-                    count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                    count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+                    count > std::numeric_limits<std::size_t>::max())
                     detail::fail<format_error>(file, ": tensor '", t.name, "': dims overflow the element count");
                 t.ne.push_back(ne);
             }
@@ -499,8 +504,14 @@ private:
                                            " is not a multiple of the alignment ", alignment_);
             if (by_name_.count(t.name)) detail::fail<format_error>(file, ": tensor '", t.name, "' appears twice");
             by_name_.emplace(t.name, tensors_.size());
-            // count / block_size * type_size cannot overflow: count < 2^63 and type_size / block_size <= 8.
-            sizes.push_back(count / tr->block_size * tr->type_size);
+            // The byte size can overflow although the element count does not (F32 with 2^62 elements is
+            // 2^64 bytes): a wrapped size would give the tensor an empty span and numel() elements.
+            std::uint64_t n_bytes = 0;
+            if (detail::mul_overflows(count / tr->block_size, tr->type_size, n_bytes) ||
+                n_bytes > std::numeric_limits<std::size_t>::max())
+                detail::fail<format_error>(file, ": tensor '", t.name, "': ", count, " elements of ", tr->name,
+                                           " need more than 2^64 bytes");
+            sizes.push_back(n_bytes);
             tensors_.push_back(std::move(t));
         }
         data_offset_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
@@ -511,15 +522,18 @@ private:
 
         std::vector<std::size_t> order(tensors_.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-        std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tensors_[a].offset < tensors_[b].offset; });
+        // Empty tensors first among equal offsets: ggml's writer gives an empty tensor the offset of the next one.
+        std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+            return tensors_[a].offset != tensors_[b].offset ? tensors_[a].offset < tensors_[b].offset : sizes[a] < sizes[b];
+        });
         std::uint64_t end_prev = 0;
         const GgufTensor* prev = nullptr;
         for (std::size_t i : order) {
             GgufTensor& t = tensors_[i];
             const std::uint64_t n = sizes[i];
             if (t.offset > data_len || n > data_len - t.offset)
-                detail::fail<format_error>(file, ": tensor '", t.name, "': data [", t.offset, ", ", t.offset + n,
-                                           ") runs past the end of the data section (", data_len, " bytes)");
+                detail::fail<format_error>(file, ": tensor '", t.name, "': data of ", n, " bytes at offset ", t.offset,
+                                           " runs past the end of the data section (", data_len, " bytes)");
             if (prev && t.offset < end_prev)
                 detail::fail<format_error>(file, ": tensor '", t.name, "': data at offset ", t.offset, " overlaps tensor '",
                                            prev->name, "' (which ends at ", end_prev, ")");

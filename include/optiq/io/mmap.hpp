@@ -52,6 +52,9 @@ public:
     [[nodiscard]] static MappedFile open(const std::filesystem::path& path, Mode mode = Mode::automatic) {
         MappedFile f;
         f.path_ = path.string();
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec))
+            detail::fail<format_error>(f.path_, ": is a directory, expected a file");
 #if OPTIQ_IO_HAVE_MMAP
         if (mode == Mode::automatic && f.try_map()) return f;
 #else

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -248,6 +249,37 @@ private:
     SafetensorsView view_;
 };
 
+/// model.safetensors.index.json, parsed and checked: each shard file (relative to the index's
+/// directory, never escaping it) with the tensors the weight_map lists for it, and "metadata".
+struct SafetensorsIndex {
+    nlohmann::json metadata;
+    std::map<std::string, std::vector<std::string>> by_shard;
+
+    /// Parses the text of an index; format_error naming `source` and the field.
+    [[nodiscard]] static SafetensorsIndex parse(std::string_view text, const std::string& source) {
+        namespace fs = std::filesystem;
+        SafetensorsIndex idx;
+        const nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+        if (j.is_discarded() || !j.is_object()) optiq::detail::fail<format_error>(source, ": not a JSON object");
+        if (auto md = j.find("metadata"); md != j.end()) idx.metadata = *md;
+        const auto wm = j.find("weight_map");
+        if (wm == j.end() || !wm->is_object())
+            optiq::detail::fail<format_error>(source, ": missing or non-object field 'weight_map'");
+        for (auto& [name, file] : wm->items()) {
+            if (!file.is_string())
+                optiq::detail::fail<format_error>(source, ": field 'weight_map': tensor '", name, "' maps to a non-string");
+            const fs::path rel(file.get<std::string>());
+            bool escapes = rel.empty() || rel.is_absolute() || !rel.has_filename();
+            for (const auto& part : rel) escapes = escapes || part == "..";
+            if (escapes)
+                optiq::detail::fail<format_error>(source, ": field 'weight_map': tensor '", name, "' maps to '",
+                                                  rel.string(), "', not a file beside the index");
+            idx.by_shard[rel.string()].push_back(name);
+        }
+        return idx;
+    }
+};
+
 /// A model stored as one safetensors file or as shards listed by model.safetensors.index.json.
 class SafetensorsModel {
 public:
@@ -297,26 +329,16 @@ private:
         source_ = index_path.string();
         std::ifstream in(index_path, std::ios::binary);
         if (!in) optiq::detail::fail<format_error>(source_, ": cannot open");
-        nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-        if (j.is_discarded() || !j.is_object()) optiq::detail::fail<format_error>(source_, ": not a JSON object");
-        if (auto md = j.find("metadata"); md != j.end()) index_metadata_ = *md;
-        const auto wm = j.find("weight_map");
-        if (wm == j.end() || !wm->is_object())
-            optiq::detail::fail<format_error>(source_, ": missing or non-object field 'weight_map'");
-        std::map<std::string, std::vector<std::string>> by_shard;
-        for (auto& [name, file] : wm->items()) {
-            if (!file.is_string())
-                optiq::detail::fail<format_error>(source_, ": field 'weight_map': tensor '", name, "' maps to a non-string");
-            const fs::path rel(file.get<std::string>());
-            bool escapes = rel.empty() || rel.is_absolute();
-            for (const auto& part : rel) escapes = escapes || part == "..";
-            if (escapes)
-                optiq::detail::fail<format_error>(source_, ": field 'weight_map': tensor '", name, "' maps to '",
-                                                  rel.string(), "', not a file beside the index");
-            by_shard[rel.string()].push_back(name);
-        }
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (in.bad()) optiq::detail::fail<format_error>(source_, ": read error");
+        SafetensorsIndex index = SafetensorsIndex::parse(text, source_);
+        index_metadata_ = std::move(index.metadata);
+        auto& by_shard = index.by_shard;
         const fs::path dir = index_path.parent_path();
         for (auto& [file, names] : by_shard) {
+            std::error_code ec;
+            if (fs::is_directory(dir / file, ec))
+                optiq::detail::fail<format_error>(source_, ": field 'weight_map': shard '", file, "' is a directory");
             SafetensorsFile shard = SafetensorsFile::open(dir / file);
             for (const auto& name : names)
                 if (!shard.contains(name))

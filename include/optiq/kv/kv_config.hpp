@@ -14,6 +14,7 @@
 // config_error for values out of range and duplicate layers.
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -80,10 +81,12 @@ inline int config_int(const nlohmann::json& e, const char* field, std::string_vi
     if (!v.is_number_integer())
         optiq::detail::fail<format_error>(entry_name(source, i), ": field \"", field, "\" must be an integer, got ",
                                           v.dump());
-    const auto x = v.get<long long>();
-    if (x < lo || x > hi)
-        optiq::detail::fail<config_error>(entry_name(source, i), ": field \"", field, "\" = ", x, " is out of range (",
-                                          lo, "..", hi, ")");
+    // Unsigned values above INT64_MAX would read back negative through get<long long>().
+    const bool huge = v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX);
+    const std::int64_t x = huge ? INT64_MAX : v.get<std::int64_t>();
+    if (huge || x < lo || x > hi)
+        optiq::detail::fail<config_error>(entry_name(source, i), ": field \"", field, "\" = ", v.dump(),
+                                          " is out of range (", lo, "..", hi, ")");
     return static_cast<int>(x);
 }
 
@@ -94,7 +97,7 @@ inline int config_int(const nlohmann::json& e, const char* field, std::string_vi
     nlohmann::json doc;
     try {
         doc = nlohmann::json::parse(text.begin(), text.end());
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
         optiq::detail::fail<format_error>(source, ": not valid JSON (", e.what(), ")");
     }
     if (!doc.is_array())

@@ -4,10 +4,15 @@
 // or a llama2.c header.
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <numbers>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "optiq/core/error.hpp"
@@ -44,6 +49,15 @@ struct RopeScaling {
     float original_max_position = 8192.0f;
 };
 
+/// The largest size field a config may give (dims, heads, layers, vocabulary, context). Products of
+/// two such sizes fit in 64 bits and token ids in int32; real models stay far below (hidden sizes
+/// ~2^14, vocabularies ~2^18, contexts ~2^24).
+inline constexpr std::size_t kMaxConfigSize = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
+/// The most layers a config may give: the loaders allocate one layer record per layer before they
+/// meet its tensors, so a tiny model must not ask for 2^31 of them (the deepest released models have
+/// ~128).
+inline constexpr std::size_t kMaxLayers = std::size_t{1} << 14;
+
 struct ModelConfig {
     Arch arch = Arch::llama;
     std::size_t dim = 0;         ///< hidden_size
@@ -75,18 +89,64 @@ struct ModelConfig {
     [[nodiscard]] std::size_t q_dim() const noexcept { return n_heads * head_dim; }
     [[nodiscard]] std::size_t kv_dim() const noexcept { return n_kv_heads * head_dim; }
 
+    /// Elements of all weights (embedding, per-layer projections and norms, final norm, untied head);
+    /// nullopt when the count overflows 64 bits.
+    [[nodiscard]] std::optional<std::uint64_t> weight_elements() const noexcept {
+        bool overflow = false;
+        auto mul = [&](std::uint64_t a, std::uint64_t b) {
+            if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) overflow = true;
+            return a * b;
+        };
+        auto add = [&](std::uint64_t a, std::uint64_t b) {
+            if (a > std::numeric_limits<std::uint64_t>::max() - b) overflow = true;
+            return a + b;
+        };
+        const std::uint64_t d = dim, q = mul(n_heads, head_dim), kv = mul(n_kv_heads, head_dim);
+        std::uint64_t layer = add(mul(2, mul(d, q)), mul(2, mul(d, kv)));  // q, o; k, v
+        layer = add(layer, add(mul(3, mul(d, hidden_dim)), mul(2, d)));     // gate, up, down; two norms
+        if (attention_bias) layer = add(layer, add(q, mul(2, kv)));
+        if (qk_norm) layer = add(layer, mul(2, head_dim));
+        std::uint64_t total = add(mul(tie_word_embeddings ? 1 : 2, mul(vocab_size, d)), mul(n_layers, layer));
+        total = add(total, d);
+        if (overflow) return std::nullopt;
+        return total;
+    }
+
     /// Throws config_error naming `source` when the numbers cannot form a model.
     void validate(std::string_view source) const {
         auto need = [&](bool ok, auto&&... what) {
             if (!ok) optiq::detail::fail<config_error>(source, ": ", what...);
         };
+        const std::pair<const char*, std::size_t> sizes[] = {
+            {"dim", dim},         {"hidden_dim", hidden_dim}, {"n_layers", n_layers},       {"n_heads", n_heads},
+            {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim}, {"vocab_size", vocab_size}, {"max_seq_len", max_seq_len},
+            {"sliding_window", sliding_window}};
+        for (const auto& [name, v] : sizes) need(v <= kMaxConfigSize, name, " ", v, " exceeds ", kMaxConfigSize);
+        need(n_layers <= kMaxLayers, "n_layers ", n_layers, " exceeds ", kMaxLayers);
         need(dim > 0 && hidden_dim > 0 && n_layers > 0 && vocab_size > 0, "dim ", dim, ", hidden_dim ", hidden_dim,
              ", n_layers ", n_layers, ", vocab_size ", vocab_size, " must all be positive");
         need(n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0, "n_heads ", n_heads,
              " is not a positive multiple of n_kv_heads ", n_kv_heads);
         need(head_dim > 0 && head_dim % 2 == 0, "head_dim ", head_dim, " must be positive and even");
-        need(std::isfinite(rope_theta) && rope_theta > 0.0f, "rope_theta ", rope_theta, " must be positive");
+        need(weight_elements().has_value(), "the weights' element count overflows 64 bits");
+        // The inverse frequencies theta^(-2i/head_dim) lie in (1/theta, 1] or [1, 1/theta): finite when 1/theta is.
+        need(std::isfinite(rope_theta) && rope_theta > 0.0f && std::isfinite(1.0f / rope_theta), "rope_theta ",
+             rope_theta, " must be positive, with a finite reciprocal");
         need(std::isfinite(rms_norm_eps) && rms_norm_eps >= 0.0f, "rms_norm_eps ", rms_norm_eps, " is invalid");
+        if (has_rope_scaling) {
+            const auto& s = rope_scaling;
+            auto positive = [](float x) { return std::isfinite(x) && x > 0.0f; };
+            need(positive(s.factor) && positive(s.low_freq_factor) && positive(s.high_freq_factor) &&
+                     positive(s.original_max_position),
+                 "rope_scaling: factor ", s.factor, ", low_freq_factor ", s.low_freq_factor, ", high_freq_factor ",
+                 s.high_freq_factor, ", original_max_position_embeddings ", s.original_max_position,
+                 " must all be finite and positive");
+            // The smoothing divides by high - low (HF's _validate_llama3_parameters asks the same).
+            need(s.high_freq_factor > s.low_freq_factor, "rope_scaling: high_freq_factor ", s.high_freq_factor,
+                 " must be greater than low_freq_factor ", s.low_freq_factor);
+        }
+        for (const int id : eos_token_ids) need(id >= 0, "eos token id ", id, " is negative");
+        need(bos_token_id >= -1, "bos token id ", bos_token_id, " is invalid (-1: none)");
     }
 
     /// Inverse frequencies of the rotary pairs, theta^(-2i/head_dim), with Llama 3 scaling.
@@ -116,15 +176,52 @@ struct ModelConfig {
 
 namespace detail {
 
+/// Field `key` of `j` as T, or `fallback` when absent or null. A wrong JSON type or a value outside
+/// T's range is a format_error naming the field: nlohmann's get<int>() of 1e10 or of 2^40 would be
+/// undefined or wrap, and its type_error must not escape.
 template <class T>
 T json_get(const nlohmann::json& j, const char* key, T fallback, std::string_view source) {
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) return fallback;
-    try {
-        return it->get<T>();
-    } catch (const nlohmann::json::exception&) {
-        optiq::detail::fail<format_error>(source, ": field '", key, "' has the wrong type");
+    auto wrong = [&](const char* expected) {
+        optiq::detail::fail<format_error>(source, ": field '", key, "' must be ", expected, ", got ",
+                                          it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 80));
+    };
+    if constexpr (std::is_same_v<T, bool>) {
+        if (!it->is_boolean()) wrong("a boolean");
+        return it->template get<bool>();
+    } else if constexpr (std::is_integral_v<T>) {
+        if (it->is_number_unsigned()) {
+            const auto v = it->template get<std::uint64_t>();
+            if (std::in_range<T>(v)) return static_cast<T>(v);
+        } else if (it->is_number_integer()) {
+            const auto v = it->template get<std::int64_t>();
+            if (std::in_range<T>(v)) return static_cast<T>(v);
+        }
+        wrong(std::is_signed_v<T> ? "an integer in range" : "a non-negative integer in range");
+    } else if constexpr (std::is_floating_point_v<T>) {
+        if (!it->is_number()) wrong("a number");
+        const double v = it->template get<double>();
+        if (!(std::fabs(v) <= static_cast<double>(std::numeric_limits<T>::max()))) wrong("a finite number in range");
+        return static_cast<T>(v);
+    } else if constexpr (std::is_same_v<T, std::string>) {
+        if (!it->is_string()) wrong("a string");
+        return it->template get<std::string>();
+    } else {
+        try {
+            return it->template get<T>();
+        } catch (const nlohmann::json::exception&) {
+            optiq::detail::fail<format_error>(source, ": field '", key, "' has the wrong type");
+        }
     }
+    return fallback;  // not reached: wrong() throws
+}
+
+/// A non-negative integer at full width (no narrowing); nullopt for anything else.
+[[nodiscard]] inline std::optional<std::uint64_t> json_uint(const nlohmann::json& v) {
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+    if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(v.get<std::int64_t>());
+    return std::nullopt;
 }
 
 inline std::size_t json_size(const nlohmann::json& j, const char* key, std::string_view source, bool required = true) {
@@ -133,9 +230,22 @@ inline std::size_t json_size(const nlohmann::json& j, const char* key, std::stri
         if (required) optiq::detail::fail<format_error>(source, ": field '", key, "' is missing");
         return 0;
     }
-    if (!it->is_number_integer() || it->get<long long>() < 0)
-        optiq::detail::fail<format_error>(source, ": field '", key, "' is not a non-negative integer");
-    return static_cast<std::size_t>(it->get<long long>());
+    const auto v = json_uint(*it);
+    if (!v) optiq::detail::fail<format_error>(source, ": field '", key, "' is not a non-negative integer");
+    // validate() bounds every size by kMaxConfigSize; here only what a size_t holds.
+    if (*v > std::numeric_limits<std::size_t>::max())
+        optiq::detail::fail<config_error>(source, ": field '", key, "' = ", *v, " is too large");
+    return static_cast<std::size_t>(*v);
+}
+
+/// An eos / bos token id: an integer in [0, 2^31), checked before narrowing (2^32 + 2 is not token 2).
+[[nodiscard]] inline int json_token_id(const nlohmann::json& v, const char* key, std::string_view source) {
+    if (!v.is_number_integer())
+        optiq::detail::fail<format_error>(source, ": field '", key, "' must hold integer token ids, got ", v.type_name());
+    const auto id = json_uint(v);
+    if (!id || *id > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max()))
+        optiq::detail::fail<config_error>(source, ": field '", key, "' = ", v.dump(), " is not a token id (0 .. 2^31-1)");
+    return static_cast<int>(*id);
 }
 
 }  // namespace detail
@@ -173,6 +283,8 @@ inline std::size_t json_size(const nlohmann::json& j, const char* key, std::stri
                                                    detail::json_get<bool>(j, "tie_word_embeddings", false, source), source);
     c.attention_bias = c.arch == Arch::qwen2 || detail::json_get<bool>(j, "attention_bias", false, source);
     c.qk_norm = c.arch == Arch::qwen3;
+    if (const auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null() && !rs->is_object())
+        optiq::detail::fail<format_error>(source, ": field 'rope_scaling' must be an object or null, got ", rs->type_name());
     if (const auto rs = j.find("rope_scaling"); rs != j.end() && rs->is_object()) {
         const std::string type = detail::json_get<std::string>(*rs, "rope_type", detail::json_get<std::string>(*rs, "type", "", source), source);
         if (type == "llama3") {
@@ -186,13 +298,14 @@ inline std::size_t json_size(const nlohmann::json& j, const char* key, std::stri
             optiq::detail::fail<config_error>(source, ": rope_scaling type '", type, "' is not supported (llama3 only)");
         }
     }
-    if (const auto e = j.find("eos_token_id"); e != j.end()) {
-        if (e->is_number_integer()) c.eos_token_ids.push_back(e->get<int>());
-        else if (e->is_array())
-            for (const auto& v : *e)
-                if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int>());
+    if (const auto e = j.find("eos_token_id"); e != j.end() && !e->is_null()) {
+        if (e->is_array())
+            for (const auto& v : *e) c.eos_token_ids.push_back(detail::json_token_id(v, "eos_token_id", source));
+        else
+            c.eos_token_ids.push_back(detail::json_token_id(*e, "eos_token_id", source));
     }
-    if (const auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer()) c.bos_token_id = b->get<int>();
+    if (const auto b = j.find("bos_token_id"); b != j.end() && !b->is_null())
+        c.bos_token_id = detail::json_token_id(*b, "bos_token_id", source);
     c.validate(source);
     return c;
 }

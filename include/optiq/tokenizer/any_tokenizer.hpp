@@ -106,9 +106,13 @@ namespace detail {
     auto tokens = md.get_array<std::string>("tokenizer.ggml.tokens");
     std::vector<std::int32_t> types;
     if (md.contains("tokenizer.ggml.token_type")) types = md.get_array<std::int32_t>("tokenizer.ggml.token_type");
+    // Checked before narrowing: 2^32 + 1 must not become token 1.
     auto id = [&](const char* k) -> std::optional<TokenId> {
         if (!md.contains(k)) return std::nullopt;
-        return static_cast<TokenId>(md.get_int(k));
+        const std::int64_t v = md.get_int(k);
+        if (v < 0 || v > INT32_MAX)
+            optiq::detail::fail<format_error>(f.path(), ": metadata key '", k, "' = ", v, " is not a token id");
+        return static_cast<TokenId>(v);
     };
     AnyTokenizer::Impl impl;
     if (model == "gpt2") {

@@ -34,6 +34,54 @@
 
 namespace optiq::tokenizer {
 
+namespace detail {
+
+/// A JSON value quoted in an error message: cut to `max` bytes, never throwing on odd strings.
+[[nodiscard]] inline std::string json_excerpt(const nlohmann::json& v, std::size_t max = 200) {
+    std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (s.size() > max) s.resize(max), s += "...";
+    return s;
+}
+
+/// Field `key` of object `o` (which the caller calls `where` in messages, e.g. "model"), or nullptr when
+/// it is absent or null. A non-object `o` is a format_error: nlohmann's type_error must not escape.
+[[nodiscard]] inline const nlohmann::json* json_field(const nlohmann::json& o, const char* key, std::string_view where,
+                                                      std::string_view source) {
+    if (!o.is_object())
+        ::optiq::detail::fail<format_error>(source, ": '", where, "' must be an object, got ", o.type_name());
+    const auto it = o.find(key);
+    return it == o.end() || it->is_null() ? nullptr : &*it;
+}
+
+[[nodiscard]] inline bool json_bool(const nlohmann::json& o, const char* key, bool fallback, std::string_view where,
+                                    std::string_view source) {
+    const nlohmann::json* v = json_field(o, key, where, source);
+    if (!v) return fallback;
+    if (!v->is_boolean())
+        ::optiq::detail::fail<format_error>(source, ": field '", where, ".", key, "' must be a boolean, got ",
+                                            v->type_name());
+    return v->get<bool>();
+}
+
+[[nodiscard]] inline std::string json_string(const nlohmann::json& o, const char* key, std::string_view fallback,
+                                             std::string_view where, std::string_view source) {
+    const nlohmann::json* v = json_field(o, key, where, source);
+    if (!v) return std::string(fallback);
+    if (!v->is_string())
+        ::optiq::detail::fail<format_error>(source, ": field '", where, ".", key, "' must be a string, got ",
+                                            v->type_name());
+    return v->get<std::string>();
+}
+
+/// A JSON integer >= 0 at its full width (no narrowing to TokenId); nullopt for anything else.
+[[nodiscard]] inline std::optional<std::uint64_t> json_index(const nlohmann::json& v) {
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+    if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(v.get<std::int64_t>());
+    return std::nullopt;
+}
+
+}  // namespace detail
+
 struct BpeOptions {
     PreTokenizer pre = PreTokenizer::gpt2;
     bool ignore_merges = false;  ///< emit a piece whole when it is a vocabulary entry (Llama-3)
@@ -79,6 +127,10 @@ public:
     }
 
     /// From a parsed HF tokenizer.json (model.type "BPE" with byte-level pre-tokenizer and decoder).
+    /// Token ids index dense tables, so every id (model.vocab and added_tokens) must lie below the
+    /// number of tokens the file declares, |model.vocab| + |added_tokens|: real files number their
+    /// tokens 0..n-1 (added tokens either repeat vocabulary entries or continue after them), and a
+    /// small file cannot make a table of 2^31 entries. Holes are allowed within that bound.
     [[nodiscard]] static ByteLevelBpe from_hf_json(const nlohmann::json& j, std::string_view source = "tokenizer.json") {
         auto bad = [&](auto&&... what) -> void {
             ::optiq::detail::fail<format_error>(source, ": ", std::forward<decltype(what)>(what)...);
@@ -86,9 +138,12 @@ public:
         if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) bad("no 'model' object");
         const auto& model = j["model"];
         if (model.contains("type") && model["type"] != "BPE")
-            ::optiq::detail::fail<config_error>(source, ": model.type ", model["type"].dump(), " is not BPE");
+            ::optiq::detail::fail<config_error>(source, ": model.type ", detail::json_excerpt(model["type"]),
+                                                " is not BPE");
         if (!model.contains("vocab") || !model["vocab"].is_object()) bad("'model.vocab' is not an object");
         if (!model.contains("merges") || !model["merges"].is_array()) bad("'model.merges' is not an array");
+        const nlohmann::json* added_json = detail::json_field(j, "added_tokens", "(top level)", source);
+        if (added_json && !added_json->is_array()) bad("'added_tokens' is not an array");
 
         // Options of HF's BPE model and normalizers this class does not implement are refused, not ignored.
         auto unsupported = [&](auto&&... what) -> void {
@@ -96,34 +151,46 @@ public:
                                                 " is not supported by optiq's byte-level BPE");
         };
         auto set = [&](const nlohmann::json& o, const char* k) { return o.contains(k) && !o[k].is_null(); };
-        if (model.value("byte_fallback", false)) unsupported("model.byte_fallback = true");
+        if (detail::json_bool(model, "byte_fallback", false, "model", source)) unsupported("model.byte_fallback = true");
         if (set(model, "continuing_subword_prefix") && model["continuing_subword_prefix"] != "")
             unsupported("model.continuing_subword_prefix");
         if (set(model, "end_of_word_suffix") && model["end_of_word_suffix"] != "") unsupported("model.end_of_word_suffix");
         if (set(model, "dropout") && model["dropout"] != 0) unsupported("model.dropout (BPE dropout)");
         // NFC is accepted with the text taken as already composed (WikiText, model output, most input are);
         // any other normalizer would change the ids.
-        if (set(j, "normalizer") && j["normalizer"].value("type", "") != "NFC")
-            unsupported("normalizer ", j["normalizer"].dump().substr(0, 200));
+        if (set(j, "normalizer") && detail::json_string(j["normalizer"], "type", "", "normalizer", source) != "NFC")
+            unsupported("normalizer ", detail::json_excerpt(j["normalizer"]));
 
+        const std::uint64_t n_declared = model["vocab"].size() + (added_json ? added_json->size() : 0);
+        const std::uint64_t id_limit = std::min<std::uint64_t>(n_declared, static_cast<std::uint64_t>(INT32_MAX) + 1);
         std::vector<std::pair<std::string, TokenId>> entries;
+        entries.reserve(model["vocab"].size());
         for (const auto& [tok, id] : model["vocab"].items()) {
-            if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
-                bad("model.vocab['", tok, "'] is not a non-negative integer id");
-            entries.emplace_back(tok, id.get<TokenId>());
+            const auto v = detail::json_index(id);
+            if (!v) bad("model.vocab['", tok, "'] is not a non-negative integer id");
+            if (*v >= id_limit)
+                bad("model.vocab['", tok, "'] = ", *v, " is not below ", id_limit,
+                    ", the number of tokens the file declares (model.vocab + added_tokens)");
+            entries.emplace_back(tok, static_cast<TokenId>(*v));
         }
         std::vector<SpecialToken> added;
         std::vector<bool> added_special;
-        if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
-            if (!j["added_tokens"].is_array()) bad("'added_tokens' is not an array");
-            for (const auto& a : j["added_tokens"]) {
-                if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
-                    !a["content"].is_string() || a["id"].get<std::int64_t>() < 0)
-                    bad("an added_tokens entry lacks an integer 'id' or a string 'content'");
-                for (const char* k : {"lstrip", "rstrip", "single_word"})
-                    if (a.value(k, false)) unsupported("added token ", a["content"].dump(), " with ", k, " = true");
-                added.push_back({a["content"].get<std::string>(), a["id"].get<TokenId>()});
-                added_special.push_back(a.value("special", false));
+        if (added_json) {
+            for (std::size_t k = 0; k < added_json->size(); ++k) {
+                const auto& a = (*added_json)[k];
+                const std::string where = ::optiq::detail::concat("added_tokens[", k, "]");
+                if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["content"].is_string())
+                    bad(where, " lacks an integer 'id' or a string 'content'");
+                const auto v = detail::json_index(a["id"]);
+                if (!v) bad("field '", where, ".id' is not a non-negative integer id");
+                if (*v >= id_limit)
+                    bad("field '", where, ".id' = ", *v, " is not below ", id_limit,
+                        ", the number of tokens the file declares (model.vocab + added_tokens)");
+                for (const char* k2 : {"lstrip", "rstrip", "single_word"})
+                    if (detail::json_bool(a, k2, false, where, source))
+                        unsupported("added token ", detail::json_excerpt(a["content"]), " with ", k2, " = true");
+                added.push_back({a["content"].get<std::string>(), static_cast<TokenId>(*v)});
+                added_special.push_back(detail::json_bool(a, "special", false, where, source));
             }
         }
         std::size_t n = 0;
@@ -166,8 +233,8 @@ public:
         }
 
         BpeOptions opt;
-        opt.ignore_merges = model.value("ignore_merges", false);
-        opt.pre = detect_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), source);
+        opt.ignore_merges = detail::json_bool(model, "ignore_merges", false, "model", source);
+        opt.pre = detect_pre_tokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : nlohmann::json(), source);
         return ByteLevelBpe(std::move(tokens), std::move(types), pairs, opt);
     }
 
@@ -248,32 +315,35 @@ public:
     /// Digits(individual_digits) and ByteLevel -> smollm; a Split on Qwen2's / Llama-3's regex -> qwen2 / llama3.
     [[nodiscard]] static PreTokenizer detect_pre_tokenizer(const nlohmann::json& p, std::string_view source) {
         auto unsupported = [&]() -> void {
-            ::optiq::detail::fail<config_error>(source, ": pre_tokenizer ", p.dump().substr(0, 300),
+            ::optiq::detail::fail<config_error>(source, ": pre_tokenizer ", detail::json_excerpt(p, 300),
                                                 " is not one optiq implements (gpt2, smollm, qwen2, llama3)");
         };
         if (!p.is_object()) unsupported();
         // ByteLevel's own regex runs unless use_regex is false; a prefix space would change every piece.
-        auto byte_level_regex = [&](const nlohmann::json& q) {
-            if (q.value("add_prefix_space", false)) unsupported();
-            return q.value("use_regex", true);
+        auto byte_level_regex = [&](const nlohmann::json& q, std::string_view where) {
+            if (detail::json_bool(q, "add_prefix_space", false, where, source)) unsupported();
+            return detail::json_bool(q, "use_regex", true, where, source);
         };
-        const std::string type = p.value("type", "");
+        const std::string type = detail::json_string(p, "type", "", "pre_tokenizer", source);
         if (type == "ByteLevel") {
-            if (!byte_level_regex(p)) unsupported();
+            if (!byte_level_regex(p, "pre_tokenizer")) unsupported();
             return PreTokenizer::gpt2;
         }
         if (type != "Sequence" || !p.contains("pretokenizers") || !p["pretokenizers"].is_array()) unsupported();
         bool digits = false, byte_level = false, byte_level_uses_regex = false;
         std::optional<PreTokenizer> split;
-        for (const auto& q : p["pretokenizers"]) {
-            const std::string t = q.value("type", "");
-            if (t == "Digits" && q.value("individual_digits", false)) {
+        const auto& list = p["pretokenizers"];
+        for (std::size_t k = 0; k < list.size(); ++k) {
+            const auto& q = list[k];
+            const std::string where = ::optiq::detail::concat("pre_tokenizer.pretokenizers[", k, "]");
+            const std::string t = detail::json_string(q, "type", "", where, source);
+            if (t == "Digits" && detail::json_bool(q, "individual_digits", false, where, source)) {
                 digits = true;
             } else if (t == "ByteLevel") {
                 byte_level = true;
-                byte_level_uses_regex = byte_level_regex(q);
+                byte_level_uses_regex = byte_level_regex(q, where);
             } else if (t == "Split" && q.contains("pattern") && q["pattern"].contains("Regex")) {
-                const std::string re = q["pattern"]["Regex"].get<std::string>();
+                const std::string re = detail::json_string(q["pattern"], "Regex", "", where + ".pattern", source);
                 if (re.find("\\p{N}{1,3}") != std::string::npos)
                     split = PreTokenizer::llama3;
                 else if (re.find("[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|") != std::string::npos)

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -81,6 +82,14 @@ inline const char* const kSpmSpace = "\u2581";
             {"special_tokens", {{bos, {{"id", bos}, {"ids", {id}}, {"tokens", {bos}}}}}}};
 }
 
+/// `id` as an index into `n` tokens; value_error (not std::out_of_range) when outside [0, n).
+[[nodiscard]] inline std::size_t checked_id(std::int64_t id, std::size_t n, std::string_view what) {
+    if (id < 0 || static_cast<std::uint64_t>(id) >= n)
+        optiq::detail::fail<value_error>("tokenizer.json writer: ", what, " id ", id, " is outside the vocabulary [0, ",
+                                         n, ")");
+    return static_cast<std::size_t>(id);
+}
+
 [[nodiscard]] inline nlohmann::json base_file() {
     return {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}};
 }
@@ -123,7 +132,7 @@ inline const char* const kSpmSpace = "\u2581";
     f.tokenizer["normalizer"] = nullptr;
     f.tokenizer["pre_tokenizer"] = detail::gpt2_pre_tokenizer(pre);
     f.tokenizer["post_processor"] =
-        add_bos && bos ? detail::bos_template(tokens.at(static_cast<std::size_t>(*bos)), *bos)
+        add_bos && bos ? detail::bos_template(tokens[detail::checked_id(*bos, tokens.size(), "BOS")], *bos)
                        : nlohmann::json{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}};
     f.tokenizer["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
     const bool llama3 = pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3";
@@ -216,7 +225,7 @@ inline const char* const kSpmSpace = "\u2581";
     norm.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", detail::kSpmSpace}});
     f.tokenizer["normalizer"] = {{"type", "Sequence"}, {"normalizers", norm}};
     f.tokenizer["pre_tokenizer"] = nullptr;
-    f.tokenizer["post_processor"] = add_bos && bos ? detail::bos_template(hf.at(static_cast<std::size_t>(*bos)), *bos)
+    f.tokenizer["post_processor"] = add_bos && bos ? detail::bos_template(hf[detail::checked_id(*bos, n, "BOS")], *bos)
                                                    : nlohmann::json(nullptr);
     nlohmann::json dec = nlohmann::json::array();
     dec.push_back({{"type", "Replace"}, {"pattern", {{"String", detail::kSpmSpace}}}, {"content", " "}});
@@ -262,7 +271,10 @@ inline const char* const kSpmSpace = "\u2581";
     if (md.contains("tokenizer.ggml.token_type")) types = md.get_array<std::int32_t>("tokenizer.ggml.token_type");
     auto id = [&](const char* k) -> std::optional<std::int64_t> {
         if (!md.contains(k)) return std::nullopt;
-        return md.get_int(k);
+        const std::int64_t v = md.get_int(k);
+        if (v < 0 || v > INT32_MAX)
+            optiq::detail::fail<format_error>(f.path(), ": metadata key '", k, "' = ", v, " is not a token id");
+        return v;
     };
     HfTokenizerFiles out;
     if (model == "gpt2") {
