@@ -155,7 +155,15 @@ int main(int argc, char** argv) {
     app.add_option("--kl-positions", positions, "last (mlx-optiq) | all: where the next-token KL is taken");
     app.add_option("--solver", solver, "greedy | exact | ratequant");
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
-    app.add_flag("--keep-quantized", keep_quantized, "GGUF Q4_0/Q4_1/Q8_0 weights stay 4/8-bit instead of f32");
+    std::string gguf_weights = "in-place", activations = "auto";
+    app.add_option("--gguf-weights", gguf_weights,
+                   "GGUF block-type matrices: in-place (used where they lie in the file), f32 (dequantized at "
+                   "load), mlx (Q4_0/Q4_1/Q8_0 as MLX affine)")
+        ->check(CLI::IsMember({"in-place", "f32", "mlx"}));
+    app.add_option("--activations", activations,
+                   "matmul activations: auto (int8 for GGUF blocks), exact (f32, the reference), int8")
+        ->check(CLI::IsMember({"auto", "exact", "int8"}));
+    app.add_flag("--keep-quantized", keep_quantized, "deprecated: --gguf-weights mlx");
     app.add_flag("--separate-kv", separate_kv, "keys and values as separate units (writes k_bits / v_bits)");
     app.add_flag("--no-cache", no_cache, "measure even when DIR/kv_cost_table.json matches");
     app.add_flag("-q,--quiet", quiet, "no progress bar");
@@ -203,7 +211,9 @@ int main(int argc, char** argv) {
         const auto t0 = clock::now();
         optiq::model::LoadOptions lo;
         lo.transformer.threads = threads;
-        lo.gguf_keep_quantized = keep_quantized;
+        lo.gguf_weights = keep_quantized ? optiq::model::GgufWeights::mlx_affine
+                                         : optiq::model::gguf_weights_from_name(gguf_weights, "--gguf-weights");
+        lo.transformer.activations = optiq::model::activations_from_name(activations, "--activations");
         auto m = optiq::model::load(model_path, lo);
         const auto tok = optiq::tokenizer::load_tokenizer(model_path, tokenizer_path);
         if (tok.empty())

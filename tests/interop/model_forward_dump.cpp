@@ -4,6 +4,8 @@
 //                                                   (the logits each step's argmax was taken from)
 //   optiq_model_forward_dump MODEL logits IDS OUT    IDS = "1,2,3": logits of every position of the
 //                                                   sequence, OUT = n x vocab f32 (prefill in chunks of 3)
+//   optiq_model_forward_dump MODEL logits-int8 IDS OUT   the same through the int8-activation kernels
+// "greedy" and "logits" run the exact (f32-activation) matmul, the reference rule.
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -22,8 +24,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        auto m = optiq::model::load(argv[1]);
         const std::string mode = argv[2];
+        optiq::model::LoadOptions lo;
+        lo.transformer.activations =
+            mode == "logits-int8" ? optiq::model::Activations::int8 : optiq::model::Activations::exact;
+        auto m = optiq::model::load(argv[1], lo);
         std::ofstream out(argv[4], std::ios::binary);
         auto write = [&](const std::vector<float>& v) {
             out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
@@ -41,7 +46,7 @@ int main(int argc, char** argv) {
                 if (s + 1 < steps) lg = m.decode(best);
             }
             std::cout << '\n';
-        } else if (mode == "logits") {
+        } else if (mode == "logits" || mode == "logits-int8") {
             std::vector<TokenId> ids;
             std::stringstream ss(argv[3]);
             for (std::string t; std::getline(ss, t, ',');) ids.push_back(static_cast<TokenId>(std::stol(t)));

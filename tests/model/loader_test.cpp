@@ -98,6 +98,15 @@ TEST(Loader, GgufErrorsNameFileAndTensor) {
         expect_error<format_error>([&] { (void)load(dir / "d.gguf"); }, {"d.gguf"});
     }
     {
+        auto g = stories_gguf(ref);
+        g.kv_i32("tokenizer.ggml.eos_token_id", -7);  // must not wrap or pass as an id
+        write_file(dir / "f.gguf", g.build());
+        expect_error<format_error>([&] { (void)load(dir / "f.gguf"); }, {"f.gguf", "tokenizer.ggml.eos_token_id", "-7"});
+    }
+    {
+        expect_error<format_error>([&] { (void)load_gguf(dir.path()); }, {dir.path().string(), "directory"});
+    }
+    {
         auto bytes = stories_gguf(ref).build();
         bytes.resize(bytes.size() / 2);
         write_file(dir / "e.gguf", bytes);

@@ -2,9 +2,10 @@
 // Builds a Transformer from a model on disk:
 //   - a llama2.c checkpoint (.bin; f32; interleaved rotary),
 //   - a GGUF file (general.architecture llama / mistral / qwen2 / qwen3): F32 tensors stay f32,
-//     F16 / BF16 stay 16-bit, quantized types (Q4_0, Q4_1, Q8_0, K-quants) are dequantized to f32
-//     at load. "llama" files keep llama.cpp's row order for attn_q / attn_k and rotate adjacent
-//     pairs (reference-spec F); qwen2 / qwen3 rotate halves.
+//     F16 / BF16 stay 16-bit, block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K) stay in the
+//     mapped file and are multiplied in place (LoadOptions::gguf_weights), so a model occupies
+//     about its file size. "llama" files keep llama.cpp's row order for attn_q / attn_k and
+//     rotate adjacent pairs (reference-spec F); qwen2 / qwen3 rotate halves.
 //   - an HF / MLX directory: config.json plus model.safetensors or a sharded index. f32 / f16 /
 //     bf16 weights are kept in their dtype; MLX-quantized modules (X.weight uint32, X.scales,
 //     X.biases, with config.json "quantization": {group_size, bits, "<module>": {group_size, bits}})
@@ -17,11 +18,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,13 +43,36 @@
 
 namespace optiq::model {
 
+/// What the loader does with GGUF block-type (quantized) matrices.
+enum class GgufWeights {
+    in_place,    ///< used where they lie in the mapped file (the default: memory = file size)
+    f32,         ///< dequantized to f32 at load (ggml's reference rule; ~7x the memory)
+    mlx_affine,  ///< Q4_0 / Q4_1 / Q8_0 re-expressed as MLX affine matrices (group 32, f32 scale
+                 ///< and bias: Q4_1 is d·q + m exactly; Q4_0 and Q8_0 become d·u − 8d / d·u − 128d,
+                 ///< equal to ggml's values up to one rounding); other types as f32
+};
+
+[[nodiscard]] constexpr const char* gguf_weights_name(GgufWeights g) noexcept {
+    switch (g) {
+        case GgufWeights::in_place: return "in-place";
+        case GgufWeights::f32: return "f32";
+        case GgufWeights::mlx_affine: return "mlx";
+    }
+    return "?";
+}
+
+/// "in-place" / "f32" / "mlx" (a driver flag's value); throws config_error naming `what` otherwise.
+[[nodiscard]] inline GgufWeights gguf_weights_from_name(std::string_view name, std::string_view what = "gguf weights") {
+    for (const GgufWeights g : {GgufWeights::in_place, GgufWeights::f32, GgufWeights::mlx_affine})
+        if (name == gguf_weights_name(g)) return g;
+    optiq::detail::fail<config_error>(what, ": unknown value '", name, "' (in-place, f32, mlx)");
+}
+
 struct LoadOptions {
     TransformerOptions transformer{};
     CacheFactory caches = f32_cache_factory();
-    /// GGUF Q4_0 / Q4_1 / Q8_0 linears become MLX affine matrices (group 32, f32 scale and bias:
-    /// Q4_1 is d·q + m exactly; Q4_0 and Q8_0 become d·u − 8d / d·u − 128d, equal to ggml's values
-    /// up to one rounding) instead of f32: ~5x less memory traffic per decode step. Off by default:
-    /// the f32 path is bit for bit llama.cpp's F32 dequantization.
+    GgufWeights gguf_weights = GgufWeights::in_place;
+    /// Deprecated spelling of gguf_weights = GgufWeights::mlx_affine.
     bool gguf_keep_quantized = false;
 };
 
@@ -252,8 +278,15 @@ inline std::optional<std::pair<std::size_t, int>> mlx_quant_params(const nlohman
         optiq::detail::fail<shape_error>(f.path(), ": tensor 'token_embd.weight' has shape ", io::shape_string(emb.shape),
                                          ", expected 2 dimensions");
     c.vocab_size = emb.shape[0];
-    if (md.contains("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {static_cast<int>(md.get_int("tokenizer.ggml.eos_token_id"))};
-    if (md.contains("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<int>(md.get_int("tokenizer.ggml.bos_token_id"));
+    // Token ids are range-checked before narrowing: a corrupt 64-bit id must not wrap into a valid one.
+    auto token_id = [&](const char* key) {
+        const std::int64_t v = md.get_int(key);
+        if (v < 0 || v > std::numeric_limits<int>::max())
+            optiq::detail::fail<format_error>(f.path(), ": metadata '", key, "' = ", v, " is not a valid token id");
+        return static_cast<int>(v);
+    };
+    if (md.contains("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {token_id("tokenizer.ggml.eos_token_id")};
+    if (md.contains("tokenizer.ggml.bos_token_id")) c.bos_token_id = token_id("tokenizer.ggml.bos_token_id");
     c.validate(f.path());
     return c;
 }
@@ -282,8 +315,12 @@ inline std::optional<std::pair<std::size_t, int>> mlx_quant_params(const nlohman
         detail::check_shape(src.file, t.name, t.shape, {out, in});
         if (auto v = t.view(); v && (v->dtype == io::DType::f16 || v->dtype == io::DType::bf16 || v->dtype == io::DType::f32))
             return detail::linear_from_view(*v, src.file, out, in);
-        if (opts.gguf_keep_quantized)
+        const GgufWeights mode = opts.gguf_keep_quantized ? GgufWeights::mlx_affine : opts.gguf_weights;
+        if (mode == GgufWeights::mlx_affine)
             if (auto q = detail::gguf_to_mlx_affine(t, out, in)) return Linear::mlx_affine(std::move(*q), t.name);
+        const auto tr = io::ggml_type_traits(static_cast<std::uint32_t>(t.type));
+        if (mode == GgufWeights::in_place && tr && tr->dequantizable && tr->block_size > 1 && in % tr->block_size == 0)
+            return Linear::ggml(t.type, t.bytes, f.file(), out, in, t.name);
         return Linear::f32(t.to_float(), out, in, t.name);
     };
     return Transformer(c, detail::build_weights(c, src), opts.caches, opts.transformer);

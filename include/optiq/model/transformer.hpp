@@ -29,6 +29,7 @@
 // on halves (HF order); attention softmax(q·kᵀ/√d)·v through the cache; down(silu(gate x) · up x).
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -101,6 +102,18 @@ struct TransformerOptions {
     std::size_t threads = 2;        ///< matmul threads (the calling thread included)
     std::size_t prefill_chunk = 64; ///< tokens per forward step of a long prompt
     std::size_t sequences = 1;      ///< independent sequences (cache slots) for forward_batch
+    /// Activations of the matmuls (weights.hpp): automatic = int8 for GGUF blocks, exact otherwise.
+    Activations activations = Activations::automatic;
+    ThreadPoolOptions pool{};       ///< how idle threads wait (core/threads.hpp)
+};
+
+/// Where a forward step's time went (Transformer::profile()), in seconds, summed over calls.
+struct StepProfile {
+    double norm = 0, qkv = 0, rope = 0, attention = 0, o = 0, gate_up = 0, activation = 0, down = 0, head = 0;
+    std::size_t steps = 0, tokens = 0;
+    [[nodiscard]] double total() const noexcept {
+        return norm + qkv + rope + attention + o + gate_up + activation + down + head;
+    }
 };
 
 /// One sequence's part of a forward_batch step: `tokens` at positions start_pos, start_pos+1, ...
@@ -120,7 +133,7 @@ public:
           w_(std::move(weights)),
           factory_(std::move(caches)),
           options_(options),
-          pool_(std::make_unique<ThreadPool>(std::max<std::size_t>(1, options.threads))) {
+          pool_(std::make_unique<ThreadPool>(std::max<std::size_t>(1, options.threads), options.pool)) {
         if (options_.sequences == 0) optiq::detail::fail<config_error>("model::Transformer: sequences must be at least 1");
         check_weights();
         inv_freq_ = config_.rope_inv_freq();
@@ -135,6 +148,15 @@ public:
     [[nodiscard]] ThreadPool& pool() noexcept { return *pool_; }
     [[nodiscard]] const TransformerOptions& options() const noexcept { return options_; }
     void set_prefill_chunk(std::size_t n) { options_.prefill_chunk = std::max<std::size_t>(1, n); }
+    void set_activations(Activations a) noexcept { options_.activations = a; }
+    [[nodiscard]] MatmulOptions matmul_options() const noexcept { return {options_.activations, backend::arch::best_arch()}; }
+
+    /// Per-op timing of every following forward step (off by default: two clock reads per op).
+    void set_profiling(bool on) noexcept {
+        profiling_ = on;
+        profile_ = {};
+    }
+    [[nodiscard]] const StepProfile& profile() const noexcept { return profile_; }
 
     /// A linear layer by its HF module name ("model.layers.3.mlp.down_proj", "lm_head",
     /// "model.embed_tokens"); nullptr when there is none (lm_head of a tied model).
@@ -466,7 +488,9 @@ private:
         hn_.resize(m * d);
         for (std::size_t r = 0; r < m; ++r)
             rmsnorm(x_.data() + rows[r] * d, w_.final_norm.data(), hn_.data() + r * d, d, config_.rms_norm_eps);
-        head().matmul(hn_, m, logits, pool_.get());
+        const auto t0 = tick();
+        head().matmul(hn_, m, logits, pool_.get(), matmul_options(), &ws_);
+        tock(t0, profile_.head);
     }
 
     /// Layers first.. over the rows of x_ (rows in all, cut into segments); capture(l), if given,
@@ -485,27 +509,38 @@ private:
         g_.resize(n * c.hidden_dim);
         u_.resize(n * c.hidden_dim);
         tmp_.resize(n * d);
+        const MatmulOptions mo = matmul_options();
+        if (profiling_) {
+            ++profile_.steps;
+            profile_.tokens += n;
+        }
         for (std::size_t l = first_layer; l < c.n_layers; ++l) {
             if constexpr (!std::is_same_v<Capture, std::nullptr_t>) capture(l);
             const auto& L = w_.layers[l];
-            for (std::size_t t = 0; t < n; ++t)
-                rmsnorm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_norm_eps);
-            L.q.matmul(xn_, n, q_, pool);
-            L.k.matmul(xn_, n, k_, pool);
-            L.v.matmul(xn_, n, v_, pool);
+            auto t = tick();
+            for (std::size_t i = 0; i < n; ++i)
+                rmsnorm(x_.data() + i * d, L.attn_norm.data(), xn_.data() + i * d, d, c.rms_norm_eps);
+            t = tock(t, profile_.norm);
+            {
+                const Linear* qkv[] = {&L.q, &L.k, &L.v};
+                const std::span<float> out[] = {q_, k_, v_};
+                Linear::matmul_many(qkv, xn_, n, out, pool, mo, ws_);
+            }
+            t = tock(t, profile_.qkv);
             for (const auto& sg : segs)
-                for (std::size_t t = 0; t < sg.n; ++t) {
-                    float* qt = q_.data() + (sg.row + t) * qd;
-                    float* kt = k_.data() + (sg.row + t) * kvd;
+                for (std::size_t i = 0; i < sg.n; ++i) {
+                    float* qt = q_.data() + (sg.row + i) * qd;
+                    float* kt = k_.data() + (sg.row + i) * kvd;
                     if (c.qk_norm) {
                         for (std::size_t h = 0; h < c.n_heads; ++h)
                             rmsnorm(qt + h * hd, L.q_norm.data(), qt + h * hd, hd, c.rms_norm_eps);
                         for (std::size_t h = 0; h < c.n_kv_heads; ++h)
                             rmsnorm(kt + h * hd, L.k_norm.data(), kt + h * hd, hd, c.rms_norm_eps);
                     }
-                    rope(qt, c.n_heads, sg.pos + t);
-                    rope(kt, c.n_kv_heads, sg.pos + t);
+                    rope(qt, c.n_heads, sg.pos + i);
+                    rope(kt, c.n_kv_heads, sg.pos + i);
                 }
+            t = tock(t, profile_.rope);
             // Each segment appends to and attends its own sequence; distinct sequences may run
             // on different threads (KVCache's contract).
             // One segment: its heads share the pool; several: one segment per thread.
@@ -519,15 +554,24 @@ private:
                 pool->parallel_for(segs.size(), [&](std::size_t b, std::size_t e, std::size_t) {
                     for (std::size_t i = b; i < e; ++i) attend_segment(segs[i], nullptr);
                 });
-            L.o.matmul(att_, n, tmp_, pool);
+            t = tock(t, profile_.attention);
+            L.o.matmul(att_, n, tmp_, pool, mo, &ws_);
             for (std::size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
-            for (std::size_t t = 0; t < n; ++t)
-                rmsnorm(x_.data() + t * d, L.ffn_norm.data(), xn_.data() + t * d, d, c.rms_norm_eps);
-            L.gate.matmul(xn_, n, g_, pool);
-            L.up.matmul(xn_, n, u_, pool);
+            t = tock(t, profile_.o);
+            for (std::size_t i = 0; i < n; ++i)
+                rmsnorm(x_.data() + i * d, L.ffn_norm.data(), xn_.data() + i * d, d, c.rms_norm_eps);
+            t = tock(t, profile_.norm);
+            {
+                const Linear* gu[] = {&L.gate, &L.up};
+                const std::span<float> out[] = {g_, u_};
+                Linear::matmul_many(gu, xn_, n, out, pool, mo, ws_);
+            }
+            t = tock(t, profile_.gate_up);
             for (std::size_t i = 0; i < g_.size(); ++i) g_[i] = g_[i] / (1.0f + std::exp(-g_[i])) * u_[i];
-            L.down.matmul(g_, n, tmp_, pool);
+            t = tock(t, profile_.activation);
+            L.down.matmul(g_, n, tmp_, pool, mo, &ws_);
             for (std::size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
+            (void)tock(t, profile_.down);
         }
         if constexpr (!std::is_same_v<Capture, std::nullptr_t>) capture(c.n_layers);
     }
@@ -541,6 +585,19 @@ private:
     std::vector<float> inv_freq_;
     std::vector<std::size_t> positions_;                              // per sequence
     std::vector<float> x_, xn_, q_, k_, v_, att_, g_, u_, tmp_, hn_;  // activations of one step
+    backend::qmatmul::Workspace ws_;                                  // the integer matmuls' scratch
+    bool profiling_ = false;
+    StepProfile profile_;
+
+    using Clock = std::chrono::steady_clock;
+    [[nodiscard]] Clock::time_point tick() const noexcept { return profiling_ ? Clock::now() : Clock::time_point{}; }
+    /// Adds the time since t0 to `slot` when profiling; returns now.
+    Clock::time_point tock(Clock::time_point t0, double& slot) const noexcept {
+        if (!profiling_) return t0;
+        const auto t1 = Clock::now();
+        slot += std::chrono::duration<double>(t1 - t0).count();
+        return t1;
+    }
 };
 
 }  // namespace optiq::model

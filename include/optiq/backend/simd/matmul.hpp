@@ -24,6 +24,7 @@
 #include "optiq/backend/simd/matmul_scalar.hpp"
 #include "optiq/backend/simd/matmul_types.hpp"
 #include "optiq/core/threads.hpp"
+#include "optiq/io/ggml_quants.hpp"
 
 namespace optiq::backend::matmul {
 
@@ -78,10 +79,25 @@ namespace detail {
 [[nodiscard]] inline std::size_t in_features(const F32Weights& w) noexcept { return w.in; }
 [[nodiscard]] inline std::size_t in_features(const HalfWeights& w) noexcept { return w.in; }
 [[nodiscard]] inline std::size_t in_features(const AffineWeights& w) noexcept { return w.in; }
+[[nodiscard]] inline std::size_t in_features(const BlockWeights& w) noexcept { return w.in; }
+
+/// Rows of ggml blocks: each row dequantized once (ggml's reference rule) and multiplied by the
+/// tag's f32 kernel for every token of the call.
+template <class Tag>
+void rows(Tag tag, const BlockWeights& w, const Input& x, const Output& y, std::size_t r0, std::size_t r1,
+          std::size_t t0, std::size_t nt) {
+    std::vector<float> row(w.in);
+    for (std::size_t r = r0; r < r1; ++r) {
+        io::dequantize(static_cast<io::GgmlType>(w.type), {w.data + r * w.row_bytes, w.row_bytes}, row);
+        const Output yr{y.y + r, y.ld, y.bias ? y.bias + r : nullptr};
+        rows(tag, F32Weights{row.data(), w.in}, x, yr, 0, 1, t0, nt);
+    }
+}
 
 template <class Tag, class W>
 void run_tag(Tag tag, const W& w, std::size_t out, const Input& x, const Output& y, ThreadPool* pool) {
-    const std::size_t n = x.n, tb = std::max<std::size_t>(1, max_tokens(tag));
+    // Block rows are dequantized once per call, so they meet every token in one pass.
+    const std::size_t n = x.n, tb = std::is_same_v<W, BlockWeights> ? n : std::max<std::size_t>(1, max_tokens(tag));
     const auto chunk = [&](std::size_t begin, std::size_t end) {
         if (n <= tb) {
             rows(tag, w, x, y, begin, end, 0, n);

@@ -36,6 +36,17 @@ struct AffineWeights {
     [[nodiscard]] std::size_t row_bytes() const noexcept { return in * static_cast<std::size_t>(bits) / 8; }
 };
 
+/// Rows of ggml blocks (GGUF Q4_0 .. Q6_K) used in place: row r is row_bytes bytes at
+/// data + r·row_bytes. The exact (f32-activation) kernels dequantize a row with ggml's reference
+/// rule (io/ggml_quants.hpp) and multiply it as f32, so they equal an f32 copy of the matrix bit
+/// for bit; qmatmul.hpp has the integer-activation kernels.
+struct BlockWeights {
+    std::uint32_t type = 0;  ///< ggml type id
+    const std::byte* data = nullptr;
+    std::size_t row_bytes = 0;
+    std::size_t in = 0;
+};
+
 /// The activations x [n][in] as a kernel reads them. For affine weights x may be permuted within
 /// each chunk of codes into the order the kernel unpacks them (matmul.hpp prepares it), and xsum
 /// holds Σ x over each group of each token [n][groups] (MLX: bias·Σx per group).
