@@ -3,11 +3,20 @@
 # tests use), then configures and builds optiq with warnings as errors.
 #   bash scripts/setup.sh            # build into ./build
 #   BUILD_DIR=out bash scripts/setup.sh
+#   bash scripts/setup.sh --llama-cpp   # also llama.cpp's llama-bench & co and the Qwen GGUF,
+#                                       # for bench/llama_cpp_compare.py (scripts/build_llama_cpp.sh)
 # Downloads are cached outside the clone: apt's and pip's own caches, and $OPTIQ_CACHE
 # (default ~/.cache/optiq) for models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
+want_llama_cpp=0
+for arg in "$@"; do
+    case "$arg" in
+        --llama-cpp) want_llama_cpp=1 ;;
+        *) echo "setup: unknown argument '$arg' (known: --llama-cpp)" >&2; exit 2 ;;
+    esac
+done
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
@@ -41,3 +50,10 @@ bash scripts/fetch_models.sh
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPTIQ_WERROR=ON
 cmake --build "$BUILD_DIR" -j "$(nproc)"
+
+# On request only: llama.cpp from PyPI's llama-cpp-python sdist, built in $OPTIQ_CACHE (not the clone),
+# and the comparison's second model (Qwen2.5-Coder-0.5B Q4_K_M, ~491 MB).
+if [ "$want_llama_cpp" = 1 ]; then
+    bash scripts/build_llama_cpp.sh >/dev/null
+    bash scripts/fetch_models.sh --qwen
+fi
