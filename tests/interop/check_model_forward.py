@@ -219,9 +219,10 @@ def run_dump(dump, model, mode, ids):
 
 
 def compare_logits(dump, model, ids, forward, tokens, label, int8=True):
-    """The exact path (f32 activations) to 1e-3 of the logit range; with int8, also the int8-activation
-    kernels (activations rounded to 8 bits per 32 or 256 columns, as llama.cpp's CPU backend does) to
-    3e-2 of the range, with the same argmax at every position."""
+    """The exact path (f32 activations) to 1e-3 of the logit range with the same argmax everywhere; with
+    int8, also the int8-activation kernels (activations rounded to 8 bits per 32 or 256 columns, as
+    llama.cpp's CPU backend does) to 3e-2 of the range with the same argmax at >= 90% of positions
+    (near-ties may flip: SmolLM2's WikiText perplexity moves +0.3%, docs/results.md)."""
     ref = forward(np.array(ids))
     span = float(ref.max() - ref.min())
     ok = True
@@ -233,7 +234,8 @@ def compare_logits(dump, model, ids, forward, tokens, label, int8=True):
         agree = int((got.argmax(-1) == ref.argmax(-1)).sum())
         print(f"{label} [{mode}] prompt of {len(ids)} tokens: max |error| / logit range {rel:.2e}, "
               f"argmax agreement {agree}/{len(ids)}, next token {tokens[int(ref[-1].argmax())]!r}")
-        ok = ok and rel < tol and agree == len(ids)
+        need = len(ids) if mode == "logits" else -(-9 * len(ids) // 10)
+        ok = ok and rel < tol and agree >= need
     return ok
 
 

@@ -107,7 +107,9 @@ TEST(SlowSmolLM2, Int8ActivationsStayCloseToTheF32Path) {
 
 TEST(SlowSmolLM2, TokenKernelPrefillEqualsRowKernelDecodeSteps) {
     // 20 tokens: the prefill runs the token-vector kernels (backend::qmatmul::kTokenKernelMin), each
-    // decode step the row kernels; same rounded activations, so only the float summation order differs.
+    // decode step the row kernels. Their float summation orders differ, and a last-bit difference can
+    // move a later layer's activation across an int8 rounding boundary: the two agree to the int8
+    // rule's own accuracy (as int8 vs f32), not to float rounding.
     OPTIQ_REQUIRE_SMOLLM2();
     auto m = load(smollm_gguf());
     std::vector<TokenId> ids{504, 3575, 282, 4649, 314, 7042, 30};
@@ -123,7 +125,7 @@ TEST(SlowSmolLM2, TokenKernelPrefillEqualsRowKernelDecodeSteps) {
         range = std::max(range, *std::max_element(row.begin(), row.end()) - *std::min_element(row.begin(), row.end()));
     }
     EXPECT_GT(worst, 0.0f);  // two kernels ran
-    EXPECT_LT(worst, 1e-4f * range);
+    EXPECT_LT(worst, 3e-2f * range);
 }
 
 TEST(SlowSmolLM2, KeepingQ4_1QuantizedMatchesTheF32Path) {
