@@ -13,8 +13,12 @@
 // The HTTP side only talks to Jobs: submit() renders and tokenizes on the caller's thread, throws
 // api_error for a prompt longer than the context (400) or a full queue (503) before anything is
 // sent, and returns the Job; Job::next() waits for text; Job::cancel() (the client went away)
-// frees the slot at the next step. Greedy results do not depend on what else runs in the batch:
-// every matmul row and every attention query is computed alone (see model::Linear::matmul).
+// frees the slot at the next step. With exact activations greedy results do not depend on what else
+// runs in the batch: every matmul row and every attention query is computed alone (see
+// model::Linear::matmul). With int8 activations (the default for GGUF block weights) a step of 16 or
+// more tokens runs the token-vector kernels, whose float summation order differs from the row
+// kernels': results can then depend on the batch, within the int8 rule's accuracy
+// (--activations exact restores batch independence).
 //
 // Shutdown: the destructor (or stop()) ends the scheduler after its current step and finishes
 // every unfinished Job with FinishReason::error, so no waiter blocks forever.
