@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <utility>
 #include <vector>
 
 namespace optiq::model {
@@ -71,6 +74,46 @@ TEST(Sampler, TopKTopPMinPRestrictTheSupport) {
     SamplingOptions m;
     m.min_p = 0.3f;  // p(2)/p_max = e^-1 = 0.37 kept, p(0)/p_max = e^-2 = 0.135 dropped
     EXPECT_EQ(support(m), (std::vector<int>{0, 1, 1, 0, 1, 0}));
+}
+
+TEST(Sampler, LargeVocabularyTopPAndMinPKeepTheSortedPrefix) {
+    // 49152 logits (SmolLM2's vocabulary size) at three spreads: the sampler sorts only the tokens
+    // that can be in the prefix; what it draws must lie in the prefix a full sort gives.
+    for (const double sigma : {0.3, 2.0, 6.0}) {
+        Rng rng(5);
+        std::vector<float> logits(49152);
+        for (auto& l : logits) l = static_cast<float>(sigma * rng.normal());
+        std::vector<std::int32_t> order(logits.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+            const float la = logits[static_cast<std::size_t>(a)], lb = logits[static_cast<std::size_t>(b)];
+            return la > lb || (la == lb && a < b);
+        });
+        const double mx = logits[static_cast<std::size_t>(order[0])];
+        double z = 0.0;
+        for (const float l : logits) z += std::exp(l - mx);
+        for (const auto& [top_p, min_p] : {std::pair{0.9f, 0.0f}, std::pair{1.0f, 0.05f}, std::pair{0.5f, 0.01f}}) {
+            std::vector<char> allowed(logits.size(), 0);
+            double c = 0.0;
+            for (const std::int32_t id : order) {
+                const double w = std::exp(logits[static_cast<std::size_t>(id)] - mx);
+                if (min_p > 0.0f && w < min_p) break;
+                allowed[static_cast<std::size_t>(id)] = 1;
+                c += w / z;
+                if (top_p < 1.0f && c >= top_p) break;
+            }
+            SamplingOptions o;
+            o.temperature = 1.0f;
+            o.top_p = top_p;
+            o.min_p = min_p;
+            Sampler s(o);
+            for (int i = 0; i < 100; ++i) {
+                const auto t = s.sample(logits);
+                ASSERT_TRUE(allowed[static_cast<std::size_t>(t)]) << "sigma " << sigma << " top_p " << top_p << " min_p "
+                                                                 << min_p << ": token " << t;
+            }
+        }
+    }
 }
 
 TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {

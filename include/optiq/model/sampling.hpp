@@ -64,27 +64,62 @@ public:
         }
         if (o_.temperature <= 0.0f) return argmax(work_);
 
-        // Candidates sorted by logit (descending), ties by id: the draw is then deterministic.
-        idx_.resize(work_.size());
-        std::iota(idx_.begin(), idx_.end(), 0);
-        std::size_t keep = idx_.size();
         const auto by_logit = [&](std::int32_t a, std::int32_t b) {
             const float la = work_[static_cast<std::size_t>(a)], lb = work_[static_cast<std::size_t>(b)];
             return la > lb || (la == lb && a < b);
         };
-        if (o_.top_k > 0 && o_.top_k < keep) {
+        std::size_t keep = 0;
+        double z = 0.0;
+        if (o_.top_k > 0 && o_.top_k < work_.size()) {
+            // Candidates sorted by logit (descending), ties by id: the draw is then deterministic.
+            idx_.resize(work_.size());
+            std::iota(idx_.begin(), idx_.end(), 0);
             keep = o_.top_k;
             std::partial_sort(idx_.begin(), idx_.begin() + static_cast<std::ptrdiff_t>(keep), idx_.end(), by_logit);
+            const double mx = work_[static_cast<std::size_t>(idx_[0])];
+            probs_.resize(keep);
+            for (std::size_t i = 0; i < keep; ++i) {
+                probs_[i] = std::exp((work_[static_cast<std::size_t>(idx_[i])] - mx) / o_.temperature);
+                z += probs_[i];
+            }
         } else {
+            // Every token: weights e^((l − max)/T) in id order, z their sum. Without top-p / min-p the
+            // draw walks them in id order (no sort); otherwise only the tokens that can be in the
+            // top-p prefix or above the min-p floor are sorted (all of them only for a flat
+            // distribution), found by a falling threshold on the weight.
+            const std::size_t V = work_.size();
+            const double mx = *std::max_element(work_.begin(), work_.end());
+            weights_.resize(V);
+            for (std::size_t i = 0; i < V; ++i) {
+                weights_[i] = std::exp((work_[i] - mx) / o_.temperature);
+                z += weights_[i];
+            }
+            if (o_.top_p >= 1.0f && o_.min_p <= 0.0f) {
+                const double u = rng_.uniform() * z;
+                double c = 0.0;
+                for (std::size_t i = 0; i < V; ++i) {
+                    c += weights_[i];
+                    if (u < c) return static_cast<std::int32_t>(i);
+                }
+                return static_cast<std::int32_t>(V - 1);
+            }
+            const double need = o_.top_p < 1.0f ? static_cast<double>(o_.top_p) * z : z;
+            double tau = o_.min_p > 0.0f ? std::min(1e-4, static_cast<double>(o_.min_p)) : 1e-4;
+            for (;;) {
+                idx_.clear();
+                double mass = 0.0;
+                for (std::size_t i = 0; i < V; ++i)
+                    if (weights_[i] >= tau) {
+                        idx_.push_back(static_cast<std::int32_t>(i));
+                        mass += weights_[i];
+                    }
+                if (mass >= need || o_.top_p >= 1.0f || tau == 0.0) break;
+                tau = tau > 1e-300 ? tau * 1e-4 : 0.0;
+            }
             std::sort(idx_.begin(), idx_.end(), by_logit);
-        }
-        // Softmax of the kept candidates at the temperature, in double.
-        probs_.resize(keep);
-        const double mx = work_[static_cast<std::size_t>(idx_[0])];
-        double z = 0.0;
-        for (std::size_t i = 0; i < keep; ++i) {
-            probs_[i] = std::exp((work_[static_cast<std::size_t>(idx_[i])] - mx) / o_.temperature);
-            z += probs_[i];
+            keep = idx_.size();
+            probs_.resize(keep);
+            for (std::size_t i = 0; i < keep; ++i) probs_[i] = weights_[static_cast<std::size_t>(idx_[i])];
         }
         for (std::size_t i = 0; i < keep; ++i) probs_[i] /= z;
         if (o_.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p
@@ -125,7 +160,7 @@ private:
     Rng rng_;
     std::vector<float> work_;
     std::vector<std::int32_t> idx_;
-    std::vector<double> probs_;
+    std::vector<double> probs_, weights_;
     std::vector<unsigned char> seen_;
 };
 
