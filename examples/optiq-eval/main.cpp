@@ -16,6 +16,8 @@
 #include <optiq/tokenizer/any_tokenizer.hpp>
 
 #include <CLI/CLI.hpp>
+
+#include "../common/engine_flags.hpp"
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
     CLI::App app{"optiq-eval: perplexity and KL against a reference model"};
     std::string ref_path, tokenizer_path, quantized, kv_config, text_path;
     std::size_t ctx = 512, chunks = 0, threads = 2;
-    bool json = false, force_kl = false, keep_quantized = false, quiet = false, kv_int8 = false;
+    bool json = false, force_kl = false, quiet = false, kv_int8 = false;
     app.add_option("--model", ref_path, "reference model: directory, .gguf or llama2.c .bin")->required();
     app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, llama2.c tokenizer.bin or a .gguf");
     app.add_option("--quantized", quantized, "model to evaluate against --model (e.g. an optiq-convert output)");
@@ -60,24 +62,15 @@ int main(int argc, char** argv) {
     app.add_flag("--kl", force_kl, "also run the reference (f32 caches) without --quantized: KL of the KV config");
     app.add_flag("--json", json, "print one JSON object instead of the table");
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
-    std::string gguf_weights = "in-place", activations = "auto";
-    app.add_option("--gguf-weights", gguf_weights,
-                   "GGUF block-type matrices: in-place (used where they lie in the file), f32 (dequantized at "
-                   "load), mlx (Q4_0/Q4_1/Q8_0 as MLX affine)")
-        ->check(CLI::IsMember({"in-place", "f32", "mlx"}));
-    app.add_option("--activations", activations,
-                   "matmul activations: auto (int8 for GGUF blocks), exact (f32, the reference), int8")
-        ->check(CLI::IsMember({"auto", "exact", "int8"}));
-    app.add_flag("--keep-quantized", keep_quantized, "deprecated: --gguf-weights mlx");
+    optiq_drivers::EngineFlags engine_flags;
+    engine_flags.add(app);
     app.add_flag("-q,--quiet", quiet, "no progress bar");
     CLI11_PARSE(app, argc, argv);
 
     try {
         optiq::model::LoadOptions lo;
         lo.transformer.threads = threads;
-        lo.gguf_weights = keep_quantized ? optiq::model::GgufWeights::mlx_affine
-                                         : optiq::model::gguf_weights_from_name(gguf_weights, "--gguf-weights");
-        lo.transformer.activations = optiq::model::activations_from_name(activations, "--activations");
+        engine_flags.apply(lo);
         optiq::model::LoadOptions eval_lo = lo;
         if (!kv_config.empty())
             eval_lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config),

@@ -15,6 +15,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "../common/engine_flags.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -54,7 +56,7 @@ int main(int argc, char** argv) {
     CLI::App app{"optiq-generate: generate text or measure perplexity with optiq's model runtime"};
     std::string model_path, tokenizer_path, prompt, prompt_ids, system, kv_config, ppl_file;
     std::vector<std::string> stops;
-    bool chat = false, raw_ids = false, keep_quantized = false, kv_int8 = false;
+    bool chat = false, raw_ids = false, kv_int8 = false;
     std::size_t max_tokens = 128, threads = 2, ctx = 512, chunks = 0;
     optiq::model::SamplingOptions s;
     s.temperature = 0.0f;
@@ -74,15 +76,8 @@ int main(int argc, char** argv) {
     app.add_option("--stop", stops, "stop string (repeatable)");
     app.add_flag("--raw-ids", raw_ids, "print generated token ids instead of text");
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
-    std::string gguf_weights = "in-place", activations = "auto";
-    app.add_option("--gguf-weights", gguf_weights,
-                   "GGUF block-type matrices: in-place (used where they lie in the file), f32 (dequantized at "
-                   "load), mlx (Q4_0/Q4_1/Q8_0 as MLX affine)")
-        ->check(CLI::IsMember({"in-place", "f32", "mlx"}));
-    app.add_option("--activations", activations,
-                   "matmul activations: auto (int8 for GGUF blocks), exact (f32, the reference), int8")
-        ->check(CLI::IsMember({"auto", "exact", "int8"}));
-    app.add_flag("--keep-quantized", keep_quantized, "deprecated: --gguf-weights mlx");
+    optiq_drivers::EngineFlags engine_flags;
+    engine_flags.add(app);
     app.add_option("--kv-config", kv_config, "kv_config.json for per-layer KV cache quantization");
     app.add_flag("--kv-int8", kv_int8,
                  "4-bit tq_mse layers of --kv-config: int8 attention arithmetic (AVX-512 VNNI; approximate, opt-in)");
@@ -96,9 +91,7 @@ int main(int argc, char** argv) {
         const auto t0 = clock::now();
         optiq::model::LoadOptions lo;
         lo.transformer.threads = threads;
-        lo.gguf_weights = keep_quantized ? optiq::model::GgufWeights::mlx_affine
-                                         : optiq::model::gguf_weights_from_name(gguf_weights, "--gguf-weights");
-        lo.transformer.activations = optiq::model::activations_from_name(activations, "--activations");
+        engine_flags.apply(lo);
         if (!kv_config.empty())
             lo.caches = optiq::model::kv_config_cache_factory(optiq::kv::read_kv_config(kv_config),
                                                               optiq::kv::KVCacheOptions<>{.int8_attention = kv_int8});

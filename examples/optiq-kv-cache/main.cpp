@@ -25,6 +25,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "../common/engine_flags.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -142,7 +144,7 @@ int main(int argc, char** argv) {
                                             positions = "last", out_dir, candidates = "4,8";
     double target_bits = 5.0;
     std::size_t group_size = 64, n_calibration = 5, seq_len = 512, threads = 2;
-    bool keep_quantized = false, no_cache = false, quiet = false, separate_kv = false;
+    bool no_cache = false, quiet = false, separate_kv = false;
     app.add_option("model", model_path, "model directory, .gguf or llama2.c .bin")->required();
     app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, llama2.c tokenizer.bin or a .gguf");
     app.add_option("--target-bits", target_bits, "mean bits per layer (greedy: a floor; exact/ratequant: a ceiling)");
@@ -155,15 +157,8 @@ int main(int argc, char** argv) {
     app.add_option("--kl-positions", positions, "last (mlx-optiq) | all: where the next-token KL is taken");
     app.add_option("--solver", solver, "greedy | exact | ratequant");
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
-    std::string gguf_weights = "in-place", activations = "auto";
-    app.add_option("--gguf-weights", gguf_weights,
-                   "GGUF block-type matrices: in-place (used where they lie in the file), f32 (dequantized at "
-                   "load), mlx (Q4_0/Q4_1/Q8_0 as MLX affine)")
-        ->check(CLI::IsMember({"in-place", "f32", "mlx"}));
-    app.add_option("--activations", activations,
-                   "matmul activations: auto (int8 for GGUF blocks), exact (f32, the reference), int8")
-        ->check(CLI::IsMember({"auto", "exact", "int8"}));
-    app.add_flag("--keep-quantized", keep_quantized, "deprecated: --gguf-weights mlx");
+    optiq_drivers::EngineFlags engine_flags;
+    engine_flags.add(app);
     app.add_flag("--separate-kv", separate_kv, "keys and values as separate units (writes k_bits / v_bits)");
     app.add_flag("--no-cache", no_cache, "measure even when DIR/kv_cost_table.json matches");
     app.add_flag("-q,--quiet", quiet, "no progress bar");
@@ -211,9 +206,7 @@ int main(int argc, char** argv) {
         const auto t0 = clock::now();
         optiq::model::LoadOptions lo;
         lo.transformer.threads = threads;
-        lo.gguf_weights = keep_quantized ? optiq::model::GgufWeights::mlx_affine
-                                         : optiq::model::gguf_weights_from_name(gguf_weights, "--gguf-weights");
-        lo.transformer.activations = optiq::model::activations_from_name(activations, "--activations");
+        engine_flags.apply(lo);
         auto m = optiq::model::load(model_path, lo);
         const auto tok = optiq::tokenizer::load_tokenizer(model_path, tokenizer_path);
         if (tok.empty())

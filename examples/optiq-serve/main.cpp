@@ -19,6 +19,8 @@
 #include <optiq/tokenizer/any_tokenizer.hpp>
 
 #include <CLI/CLI.hpp>
+
+#include "../common/engine_flags.hpp"
 #include <httplib.h>
 
 #include <atomic>
@@ -88,14 +90,8 @@ int main(int argc, char** argv) {
     app.add_option("--api-key", api_key, "require this key (Authorization: Bearer KEY or x-api-key: KEY)");
     app.add_option("--model-name", model_name, "the model id clients send and /v1/models lists (default: file name)");
     app.add_option("--threads", threads, "matmul threads")->check(CLI::Range(1, 256));
-    std::string gguf_weights = "in-place", activations = "auto";
-    app.add_option("--gguf-weights", gguf_weights,
-                   "GGUF block-type matrices: in-place (used where they lie in the file), f32 (dequantized at "
-                   "load), mlx (Q4_0/Q4_1/Q8_0 as MLX affine)")
-        ->check(CLI::IsMember({"in-place", "f32", "mlx"}));
-    app.add_option("--activations", activations,
-                   "matmul activations: auto (int8 for GGUF blocks), exact (f32, the reference), int8")
-        ->check(CLI::IsMember({"auto", "exact", "int8"}));
+    optiq_drivers::EngineFlags engine_flags;
+    engine_flags.add(app, false);
     app.add_option("--ctx", ctx, "tokens per sequence, prompt + completion (default: the model's context)");
     app.add_option("--default-max-tokens", default_max_tokens, "completion length when a request gives none (0: to the context)");
     app.add_option("--seed", seed, "seeds of requests without one derive from it");
@@ -116,8 +112,7 @@ int main(int argc, char** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         optiq::model::LoadOptions lo;
         lo.transformer.threads = threads;
-        lo.gguf_weights = optiq::model::gguf_weights_from_name(gguf_weights, "--gguf-weights");
-        lo.transformer.activations = optiq::model::activations_from_name(activations, "--activations");
+        engine_flags.apply(lo);
         lo.transformer.sequences = max_concurrent;
         if (!kv_config.empty()) {
             const auto cfg = optiq::kv::read_kv_config(kv_config);
